@@ -1,0 +1,174 @@
+"""The ``Stylizer`` pipeline shared by the node, the CLI and bag evaluation.
+
+    rgb frame HxWx3 uint8 -> preprocess (resize to the input policy, NCHW float)
+                          -> engine.run (any backend)
+                          -> postprocess (HWC uint8, resize back to the frame size, strength blend)
+
+Per-stage wall times (ms) come back with every result so callers can report them.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Sequence, Union
+
+import cv2
+import numpy as np
+
+from muon_ad_ros.core.engines import Engine, create_engine
+from muon_ad_ros.core.errors import ConfigError, ImageFormatError
+from muon_ad_ros.core.model_store import ModelFiles, resolve_model
+from muon_ad_ros.core.student import SIZE_MULTIPLE
+
+StyleSpec = Union[int, str, Sequence[float], np.ndarray]
+MAX_SIDE_LIMIT = 8192
+
+
+@dataclass(frozen=True)
+class InputPolicy:
+    """How a frame is sized for the network.
+
+    ``width``/``height`` > 0: a fixed network resolution (predictable latency, e.g. for a Jetson).
+    Otherwise the frame keeps its size, scaled down so its longer side is at most ``max_side``
+    (0 = no limit). Either way both sides are rounded to multiples of 16, as the network needs.
+    """
+
+    width: int = 0
+    height: int = 0
+    max_side: int = 0
+
+    def __post_init__(self):
+        if (self.width > 0) != (self.height > 0):
+            raise ConfigError("set both width and height of the network resolution, or neither")
+        for name in ("width", "height", "max_side"):
+            value = getattr(self, name)
+            if value < 0 or value > MAX_SIDE_LIMIT:
+                raise ConfigError(f"{name} must be within 0..{MAX_SIDE_LIMIT}, got {value}")
+
+    def network_size(self, frame_h: int, frame_w: int) -> tuple[int, int]:
+        """(height, width) the network runs at for a frame of this size."""
+        if self.width > 0:
+            h, w = self.height, self.width
+        else:
+            scale = 1.0
+            if self.max_side and max(frame_h, frame_w) > self.max_side:
+                scale = self.max_side / max(frame_h, frame_w)
+            h, w = frame_h * scale, frame_w * scale
+        return (max(SIZE_MULTIPLE, int(round(h / SIZE_MULTIPLE)) * SIZE_MULTIPLE),
+                max(SIZE_MULTIPLE, int(round(w / SIZE_MULTIPLE)) * SIZE_MULTIPLE))
+
+
+@dataclass
+class StylizeResult:
+    image: np.ndarray  # HxWx3 uint8 RGB, the size of the input frame
+    timings: dict = field(default_factory=dict)  # ms: preprocess, inference, postprocess, total
+    network_hw: tuple[int, int] = (0, 0)
+
+
+class Stylizer:
+    """Stylize RGB frames with one engine; style and strength can change between calls."""
+
+    def __init__(self, engine: Engine, styles: Sequence[str], policy: InputPolicy = InputPolicy(),
+                 style: StyleSpec = 0, strength: float = 1.0, card: Optional[dict] = None):
+        if len(styles) != engine.num_styles:
+            raise ConfigError(f"{len(styles)} style names for an engine with {engine.num_styles} styles")
+        self.engine = engine
+        self.styles = list(styles)
+        self.policy = policy
+        self.card = card or {}
+        self._style_weights = self.style_weights(style)
+        self._strength = self._check_strength(strength)
+
+    @classmethod
+    def from_model(cls, model: Union[str, os.PathLike, ModelFiles] = "default", backend: str = "onnxruntime",
+                   precision: str = "fp32", style: StyleSpec = 0, strength: float = 1.0,
+                   resolution: Optional[tuple[int, int]] = None, max_side: int = 0,
+                   threads: Optional[int] = None, device: str = "cpu", **engine_options) -> "Stylizer":
+        """Resolve ``model`` ("default", an id, a card, .onnx or .safetensors) and build its engine."""
+        files = model if isinstance(model, ModelFiles) else resolve_model(model)
+        engine = create_engine(files, backend=backend, precision=precision, device=device,
+                               threads=threads, **engine_options)
+        width, height = resolution if resolution else (0, 0)
+        policy = InputPolicy(width=width, height=height, max_side=max_side)
+        return cls(engine, files.styles, policy, style=style, strength=strength, card=files.card)
+
+    # -- style and strength -------------------------------------------------------------------
+    def style_weights(self, style: StyleSpec) -> np.ndarray:
+        """[S] float32 weights from a style name, an index, or a list of S non-negative weights."""
+        n = len(self.styles)
+        weights = np.zeros(n, dtype=np.float32)
+        if isinstance(style, str) and style in self.styles:
+            weights[self.styles.index(style)] = 1.0
+        elif isinstance(style, str) and style.strip().lstrip("-").isdigit():
+            return self.style_weights(int(style))
+        elif isinstance(style, (int, np.integer)) and not isinstance(style, bool):
+            if not 0 <= style < n:
+                raise ConfigError(f"style index {style} out of range 0..{n - 1}")
+            weights[int(style)] = 1.0
+        elif isinstance(style, str):
+            raise ConfigError(f"unknown style {style!r}; this model has: {', '.join(self.styles)}")
+        else:
+            weights = np.asarray(style, dtype=np.float32).reshape(-1)
+            if weights.shape != (n,) or not np.all(np.isfinite(weights)) or (weights < 0).any() or weights.sum() <= 0:
+                raise ConfigError(f"style weights must be {n} non-negative numbers, not all zero")
+            weights = weights / weights.sum()
+        return weights
+
+    @staticmethod
+    def _check_strength(strength: float) -> float:
+        strength = float(strength)
+        if not 0.0 <= strength <= 1.0:
+            raise ConfigError(f"strength must be within [0, 1], got {strength}")
+        return strength
+
+    def set_style(self, style: StyleSpec) -> None:
+        self._style_weights = self.style_weights(style)
+
+    def set_strength(self, strength: float) -> None:
+        self._strength = self._check_strength(strength)
+
+    @property
+    def strength(self) -> float:
+        return self._strength
+
+    @property
+    def current_style_weights(self) -> np.ndarray:
+        return self._style_weights.copy()
+
+    # -- the pipeline ----------------------------------------------------------------------------
+    def stylize(self, rgb: np.ndarray, style: Optional[StyleSpec] = None,
+                strength: Optional[float] = None) -> StylizeResult:
+        """Stylize one HxWx3 uint8 RGB frame; returns a frame of the same size."""
+        t0 = time.perf_counter()
+        if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ImageFormatError(f"expected an HxWx3 uint8 RGB frame, got {getattr(rgb, 'shape', type(rgb))}")
+        frame_h, frame_w = rgb.shape[:2]
+        if frame_h == 0 or frame_w == 0:
+            raise ImageFormatError("empty frame")
+        weights = self._style_weights if style is None else self.style_weights(style)
+        alpha = self._strength if strength is None else self._check_strength(strength)
+
+        net_h, net_w = self.policy.network_size(frame_h, frame_w)
+        resized = rgb
+        if (net_h, net_w) != (frame_h, frame_w):
+            shrink = net_h * net_w < frame_h * frame_w
+            resized = cv2.resize(rgb, (net_w, net_h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        x = resized.transpose(2, 0, 1)[None].astype(np.float32) * (1.0 / 255.0)  # [1,3,h,w]
+        t1 = time.perf_counter()
+
+        y = self.engine.run(x, weights[None])  # [1,3,h,w]
+        t2 = time.perf_counter()
+
+        out = np.clip(y[0].transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)  # [h,w,3]
+        if (net_h, net_w) != (frame_h, frame_w):
+            out = cv2.resize(out, (frame_w, frame_h), interpolation=cv2.INTER_LINEAR)
+        if alpha < 1.0:
+            out = cv2.addWeighted(out, alpha, rgb, 1.0 - alpha, 0.0)
+        t3 = time.perf_counter()
+        timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
+                   "postprocess": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
+        return StylizeResult(image=np.ascontiguousarray(out), timings=timings, network_hw=(net_h, net_w))
+
+    def describe(self) -> str:
+        return f"model {self.card.get('id', '?')} on {self.engine.describe()}, styles: {', '.join(self.styles)}"
