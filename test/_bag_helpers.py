@@ -1,0 +1,105 @@
+"""Helpers for the bag evaluation tests: real video frames, and small bags written from them."""
+from pathlib import Path
+
+import cv2
+import numpy as np
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+BAGS = DATA / "bags"
+VIDEO = DATA / "video" / "tree.avi"
+
+TS = get_typestore(Stores.ROS2_KILTED)
+Image = TS.types["sensor_msgs/msg/Image"]
+CompressedImage = TS.types["sensor_msgs/msg/CompressedImage"]
+Header = TS.types["std_msgs/msg/Header"]
+Time = TS.types["builtin_interfaces/msg/Time"]
+
+T0_NS = 1_700_000_000_000_000_000  # bag (receive) time of the first frame
+PERIOD_NS = 100_000_000            # 10 fps
+STAMP_LAG_NS = 12_345_678          # header stamps are earlier than receive times, as on a robot
+
+
+def video_frames(count=10, size=(96, 72), path=VIDEO):
+    """The first `count` frames of a real video as HxWx3 uint8 RGB, resized to `size` (w, h)."""
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while len(frames) < count:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(cv2.resize(bgr, size, interpolation=cv2.INTER_AREA),
+                                   cv2.COLOR_BGR2RGB))
+    cap.release()
+    if len(frames) < count:
+        raise RuntimeError(f"{path}: wanted {count} frames, read {len(frames)}")
+    return frames
+
+
+def receive_time(i):
+    return T0_NS + i * PERIOD_NS
+
+
+def header_stamp(i):
+    ns = receive_time(i) - STAMP_LAG_NS
+    return ns // 1_000_000_000, ns % 1_000_000_000
+
+
+def image_msg(rgb, i, frame_id="camera", encoding="rgb8"):
+    data = rgb if encoding == "rgb8" else rgb[..., ::-1]
+    sec, nsec = header_stamp(i)
+    return Image(header=Header(stamp=Time(sec=sec, nanosec=nsec), frame_id=frame_id),
+                 height=rgb.shape[0], width=rgb.shape[1], encoding=encoding, is_bigendian=0,
+                 step=rgb.shape[1] * 3, data=np.ascontiguousarray(data).reshape(-1))
+
+
+def compressed_msg(rgb, i, frame_id="camera", data=None):
+    if data is None:
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, 95])
+        assert ok
+        data = buf.reshape(-1)
+    sec, nsec = header_stamp(i)
+    return CompressedImage(header=Header(stamp=Time(sec=sec, nanosec=nsec), frame_id=frame_id),
+                           format="jpeg", data=np.frombuffer(bytes(data), np.uint8))
+
+
+def write_bag(path, frames, storage="mcap", image_topic="/camera/image_raw",
+              compressed_topic="/camera/image_raw/compressed", bad_compressed=(), extra_topic=True):
+    """A rosbag2 directory with one Image and one CompressedImage topic of `frames` (interleaved in
+    time as a camera driver publishes them), plus a non-image topic. Frames whose index is in
+    `bad_compressed` get garbage bytes in the CompressedImage. Returns the bag path."""
+    plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
+    with Writer(path, version=9, storage_plugin=plugin) as w:
+        conns = {}
+        if image_topic:
+            conns["img"] = w.add_connection(image_topic, Image.__msgtype__, typestore=TS)
+        if compressed_topic:
+            conns["cmp"] = w.add_connection(compressed_topic, CompressedImage.__msgtype__,
+                                            typestore=TS)
+        if extra_topic:
+            Temp = TS.types["sensor_msgs/msg/Temperature"]
+            conns["temp"] = w.add_connection("/temperature", Temp.__msgtype__, typestore=TS)
+        for i, rgb in enumerate(frames):
+            if "img" in conns:
+                w.write(conns["img"], receive_time(i),
+                        TS.serialize_cdr(image_msg(rgb, i), Image.__msgtype__))
+            if "cmp" in conns:
+                data = b"\x00not a jpeg" * 8 if i in bad_compressed else None
+                w.write(conns["cmp"], receive_time(i) + 1000,
+                        TS.serialize_cdr(compressed_msg(rgb, i, data=data),
+                                         CompressedImage.__msgtype__))
+            if "temp" in conns:
+                sec, nsec = header_stamp(i)
+                msg = Temp(header=Header(stamp=Time(sec=sec, nanosec=nsec), frame_id="t"),
+                           temperature=20.0 + i, variance=0.0)
+                w.write(conns["temp"], receive_time(i) + 2000, TS.serialize_cdr(msg, Temp.__msgtype__))
+    return Path(path)
+
+
+def storage_file(bag_dir):
+    """The single .mcap / .db3 file of a rosbag2 directory."""
+    files = [p for p in Path(bag_dir).iterdir() if p.suffix in (".mcap", ".db3")]
+    assert len(files) == 1, files
+    return files[0]
