@@ -173,6 +173,11 @@ class FlowPair:
 
 def flow_between(prev_rgb, cur_rgb, cfg=FlowConfig()):
     """Optical flow between two consecutive *input* frames (RGB uint8), with its occlusion mask."""
+    if np.array_equal(prev_rgb, cur_rgb):
+        # A camera on a parked robot: the true flow is zero, and Farneback's estimate of it is not
+        # (sub-pixel noise), which would charge a perfectly stable stylizer a tiny warping error.
+        h, w = cur_rgb.shape[:2]
+        return FlowPair(np.zeros((h, w, 2), np.float32), np.ones((h, w), bool))
     g_prev = cv2.cvtColor(np.ascontiguousarray(prev_rgb), cv2.COLOR_RGB2GRAY)
     g_cur = cv2.cvtColor(np.ascontiguousarray(cur_rgb), cv2.COLOR_RGB2GRAY)
     cur_to_prev = optical_flow(g_cur, g_prev, cfg)
