@@ -25,7 +25,7 @@ DEFAULT_OPSET = 17
 
 def export_onnx(model: StudentNet, path: str | os.PathLike, opset: int = DEFAULT_OPSET,
                 sample_hw: tuple[int, int] = (256, 256), metadata: dict | None = None) -> Path:
-    """Export ``model`` (eval mode, float32, CPU) to ONNX with dynamic H/W; returns the path."""
+    """Export ``model`` (eval mode, float32, CPU) to ONNX with dynamic batch, H and W; returns the path."""
     import onnx
 
     if opset < 17:
@@ -44,7 +44,8 @@ def export_onnx(model: StudentNet, path: str | os.PathLike, opset: int = DEFAULT
         torch.onnx.export(
             model, (image, style), str(tmp),
             input_names=[INPUT_IMAGE, INPUT_STYLE], output_names=[OUTPUT],
-            dynamic_axes={INPUT_IMAGE: {2: "height", 3: "width"}, OUTPUT: {2: "height", 3: "width"}},
+            dynamic_axes={INPUT_IMAGE: {0: "batch", 2: "height", 3: "width"}, INPUT_STYLE: {0: "batch"},
+                          OUTPUT: {0: "batch", 2: "height", 3: "width"}},
             opset_version=opset, dynamo=False,
         )
     proto = onnx.load(str(tmp))

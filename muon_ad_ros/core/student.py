@@ -21,6 +21,7 @@ Design, chosen for CPU / Jetson latency at 640x480 (see docs/benchmarks.md):
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Optional
@@ -168,8 +169,8 @@ class MultiHeadSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        if self.num_heads == 0:  # every head pruned: no update
-            return torch.zeros_like(x)
+        if self.num_heads == 0:  # every head pruned: only the output projection's bias is left
+            return self.proj.bias.view(1, -1, 1, 1).expand_as(x)
         tokens = self.norm(x.flatten(2).transpose(1, 2))  # [B,N,C], N = h*w
         qkv = self.qkv(tokens).reshape(b, h * w, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B,heads,N,d]
@@ -217,7 +218,7 @@ class AttentionBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.attn.num_heads == 0:
-            return x
+            return x + self.attn.proj.bias.view(1, -1, 1, 1)
         update = self.attn(F.avg_pool2d(x, 2))  # [B,C,H/16,W/16]
         return x + F.interpolate(update, scale_factor=2.0, mode="nearest")
 
@@ -227,6 +228,7 @@ class StudentNet(nn.Module):
 
     def __init__(self, config: StudentConfig):
         super().__init__()
+        config = copy.deepcopy(config)  # pruning edits the config; never alias the caller's
         config.validate()
         self.config = config
         s, c1, c2, c3 = config.num_styles, config.stem_channels, config.mid_channels, config.body_channels

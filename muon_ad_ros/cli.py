@@ -1,0 +1,226 @@
+"""``muon-ad``: the command-line tool (stylize files, inspect models, export, build engines, evaluate bags).
+
+Sub-commands that live with their subsystem register themselves through ``register(subparsers)``.
+Every user error is one clear line on stderr and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from muon_ad_ros.core.errors import MuonAdError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v"}
+# Sub-commands owned by other modules: (module, attribute providing register()).
+PLUGIN_MODULES = ("muon_ad_ros.export_cli", "muon_ad_ros.evaluation.eval_bag_cli", "muon_ad_ros.demo")
+
+
+class UserError(MuonAdError):
+    """A mistake in the command line or the files named on it."""
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default", help="model id, card (.card.json), .onnx or .safetensors")
+    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch", "tensorrt"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--style", default="0", help="style name or index (see `muon-ad info`)")
+    p.add_argument("--strength", type=float, default=1.0, help="blend with the input, 0..1")
+    p.add_argument("--resolution", default="", help="network resolution WxH (default: the frame's own)")
+    p.add_argument("--max-side", type=int, default=0, help="cap the network's longer side (0: none)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for onnxruntime")
+
+
+def parse_resolution(text: str):
+    if not text:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--resolution must look like 640x480, got {text!r}") from None
+    return (w, h)
+
+
+def build_stylizer(args):
+    from muon_ad_ros.core.stylizer import Stylizer
+
+    return Stylizer.from_model(args.model, backend=args.backend, precision=args.precision, style=args.style,
+                               strength=args.strength, resolution=parse_resolution(args.resolution),
+                               max_side=args.max_side, threads=args.threads)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise UserError(f"cannot read image {path}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def write_rgb(path: Path, rgb: np.ndarray) -> None:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise UserError(f"cannot write image {path} (unknown extension or unwritable)")
+
+
+def _stylize_video(stylizer, src: Path, dst: Path) -> int:
+    import cv2
+
+    cap = cv2.VideoCapture(str(src))
+    if not cap.isOpened():
+        raise UserError(f"cannot open video {src}")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    writer, frames = None, 0
+    tmp = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
+    try:
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            out = stylizer.stylize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).image
+            if writer is None:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                fourcc = cv2.VideoWriter_fourcc(*("mp4v" if dst.suffix.lower() in {".mp4", ".m4v", ".mov"} else "MJPG"))
+                writer = cv2.VideoWriter(str(tmp), fourcc, fps, (out.shape[1], out.shape[0]))
+                if not writer.isOpened():
+                    raise UserError(f"cannot write video {dst}")
+            writer.write(cv2.cvtColor(out, cv2.COLOR_RGB2BGR))
+            frames += 1
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+    if frames == 0:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"no frame could be read from {src}")
+    tmp.replace(dst)  # only a complete video gets the final name
+    return frames
+
+
+def cmd_stylize(args) -> int:
+    src, dst = Path(args.input), Path(args.output)
+    if not src.exists():
+        raise UserError(f"input not found: {src}")
+    stylizer = build_stylizer(args)
+    t0 = time.perf_counter()
+    if src.is_dir():
+        images = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise UserError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {src}")
+        for p in images:
+            write_rgb(dst / (p.stem + ".png"), stylizer.stylize(read_rgb(p)).image)
+        count = len(images)
+    elif src.suffix.lower() in VIDEO_SUFFIXES:
+        count = _stylize_video(stylizer, src, dst)
+    else:
+        write_rgb(dst, stylizer.stylize(read_rgb(src)).image)
+        count = 1
+    dt = time.perf_counter() - t0
+    print(f"stylized {count} frame(s) with {stylizer.describe()} in {dt:.2f} s -> {dst}")
+    if stylizer.card.get("untrained"):
+        print("note: this model is UNTRAINED (seeded random weights); its output is not a real style")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from muon_ad_ros.core.model_store import resolve_model
+
+    files = resolve_model(args.model)
+    card = files.card
+    if args.json:
+        print(json.dumps(card, indent=2))
+        return 0
+    print(f"model      {files.id}{'  (UNTRAINED)' if card.get('untrained') else ''}")
+    print(f"card       {files.card_path or '(none: described by the file itself)'}")
+    print(f"styles     {', '.join(files.styles)}")
+    for role, path in sorted(files.files.items()):
+        size = f"{path.stat().st_size / 1e6:.2f} MB" if path.exists() else "MISSING"
+        print(f"{role:<10} {path}  {size}")
+    for key in ("parameters", "description"):
+        if key in card:
+            print(f"{key:<10} {card[key]}")
+    return 0
+
+
+def cmd_build_engine(args) -> int:
+    from muon_ad_ros.core.engines.engine_cache import EngineCache, ShapeProfile, default_cache_dir
+    from muon_ad_ros.core.engines.tensorrt_engine import build_serialized_engine, current_key
+    from muon_ad_ros.core.model_store import resolve_model
+
+    files = resolve_model(args.model)
+    onnx_path = files.file_for("onnx_int8" if args.precision == "int8" else "onnx_fp32")
+    profile = ShapeProfile(parse_hw(args.min), parse_hw(args.opt), parse_hw(args.max))
+    key = current_key(onnx_path, args.precision, profile)
+    cache = EngineCache(args.cache_dir or default_cache_dir())
+    t0 = time.perf_counter()
+    path = cache.store(key, build_serialized_engine(onnx_path, args.precision, profile, len(files.styles)))
+    print(f"built {args.precision} engine for {files.id} in {time.perf_counter() - t0:.1f} s -> {path}")
+    return 0
+
+
+def parse_hw(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"sizes must look like 640x480, got {text!r}") from None
+    return (h, w)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="muon-ad", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("stylize", help="stylize an image, a folder of images or a video")
+    p.add_argument("input")
+    p.add_argument("output", help="output image, folder (for a folder input) or video")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_stylize)
+
+    p = sub.add_parser("info", help="describe a model: styles, files, card")
+    p.add_argument("model", nargs="?", default="default")
+    p.add_argument("--json", action="store_true", help="print the whole model card")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("build-engine", help="build (or rebuild) a TensorRT engine into the cache")
+    p.add_argument("--model", default="default")
+    p.add_argument("--precision", default="fp16", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--min", default="320x240", help="smallest input WxH of the shape profile")
+    p.add_argument("--opt", default="640x480", help="input WxH the engine is tuned for")
+    p.add_argument("--max", default="1920x1088", help="largest input WxH")
+    p.add_argument("--cache-dir", default=None)
+    p.set_defaults(func=cmd_build_engine)
+
+    for module_name in PLUGIN_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:  # the module exists but one of its imports is missing
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except MuonAdError as exc:
+        print(f"muon-ad {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"muon-ad {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
