@@ -136,7 +136,8 @@ def decode_compressed(format: str, data) -> np.ndarray:
     except cv2.error as e:
         raise ImageFormatError(f"cannot decode compressed image ({format!r}): {e}") from None
     if rgb is None:
-        raise ImageFormatError(f"cannot decode compressed image ({format!r}, {len(blob)} bytes): corrupt data")
+        raise ImageFormatError(
+            f"cannot decode compressed image ({format!r}, {len(blob)} bytes): corrupt data")
     image_codec.check_image_size(rgb.shape[0], rgb.shape[1])   # never trust the header alone
     if rgb.shape[:2] != (height, width):
         raise ImageFormatError(
