@@ -103,3 +103,21 @@ def storage_file(bag_dir):
     files = [p for p in Path(bag_dir).iterdir() if p.suffix in (".mcap", ".db3")]
     assert len(files) == 1, files
     return files[0]
+
+
+def write_ros1_bag(path, frames, topic="/camera/image_raw"):
+    """A ROS 1 .bag with one sensor_msgs/Image topic (header seq included, as ROS 1 has it)."""
+    from rosbags.rosbag1 import Writer as Writer1
+    ts1 = get_typestore(Stores.ROS1_NOETIC)
+    Image1 = ts1.types["sensor_msgs/msg/Image"]
+    Header1 = ts1.types["std_msgs/msg/Header"]
+    Time1 = ts1.types["builtin_interfaces/msg/Time"]
+    with Writer1(path) as w:
+        conn = w.add_connection(topic, Image1.__msgtype__, typestore=ts1)
+        for i, rgb in enumerate(frames):
+            sec, nsec = header_stamp(i)
+            msg = Image1(header=Header1(seq=i, stamp=Time1(sec=sec, nanosec=nsec), frame_id="camera"),
+                         height=rgb.shape[0], width=rgb.shape[1], encoding="bgr8", is_bigendian=0,
+                         step=rgb.shape[1] * 3, data=np.ascontiguousarray(rgb[..., ::-1]).reshape(-1))
+            w.write(conn, receive_time(i), ts1.serialize_ros1(msg, Image1.__msgtype__))
+    return Path(path)
