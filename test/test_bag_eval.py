@@ -143,13 +143,16 @@ def test_end_to_end_on_video_bag(storage, frames, stylizer, tmp_path, capsys):
     assert {t["name"]: t["count"] for t in report["input"]["topics"]} == {
         IMG: N_FRAMES, CMP: N_FRAMES, "/temperature": N_FRAMES}
     assert report["output_bag"]["topics"][IMG + "/stylized"] == N_FRAMES
+    assert report["frames_evaluated"] == 2 * N_FRAMES - len(BAD_COMPRESSED)
+    assert report["pipeline_fps"] == pytest.approx(report["frames_evaluated"] / report["wall_s"])
     for topic, expected in ((IMG, N_FRAMES), (CMP, N_FRAMES - len(BAD_COMPRESSED))):
         s = report["topics"][topic]
         assert s["frames_evaluated"] == expected
         assert s["frames_skipped"] == N_FRAMES - expected
         if topic == CMP:
             assert s["skip_reasons"] == {"undecodable frame": len(BAD_COMPRESSED)}
-        for stage in ("decode", "preprocess", "inference", "postprocess", "stylize", "encode", "write"):
+        for stage in ("decode", "preprocess", "inference", "postprocess", "stylize", "encode", "write",
+                      "metrics"):
             st = s["latency"][stage]
             assert st["count"] == expected
             assert 0 <= st["p50_ms"] <= st["p95_ms"] <= st["p99_ms"] <= st["max_ms"]

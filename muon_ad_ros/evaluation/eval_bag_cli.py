@@ -173,7 +173,8 @@ def _print_summary(report, args):
               f"({s['frames_skipped']} skipped), stylize p50 {fmt(lat.get('p50_ms'), '.1f')} ms "
               f"p95 {fmt(lat.get('p95_ms'), '.1f')} ms p99 {fmt(lat.get('p99_ms'), '.1f')} ms, "
               f"SSIM {fmt(q['luminance_ssim'])}, edges {fmt(q['edge_agreement'])}, "
-              f"warping {fmt(q['warping_error'], '.5f')} (input {fmt(q['warping_error_input_floor'], '.5f')}), "
+              f"warping {fmt(q['warping_error'], '.5f')} "
+              f"(input {fmt(q['warping_error_input_floor'], '.5f')}), "
               f"flicker {fmt(q['flicker'], '.5f')} (input {fmt(q['flicker_input'], '.5f')})")
     if args.out:
         print(f"output bag: {args.out}")

@@ -35,6 +35,8 @@ def build_report(result, model_info):
         "output_bag": ({"path": str(result.out_path), "topics": result.out_counts}
                        if result.out_path else None),
         "wall_s": result.wall_s,
+        "frames_evaluated": (n := sum(r.evaluated for r in result.topics.values())),
+        "pipeline_fps": n / result.wall_s if result.wall_s > 0 and n else None,
         "topics": {name: r.summary(result.wall_s) for name, r in result.topics.items()},
     }
 
@@ -160,7 +162,9 @@ def markdown(report, plots):
              f"style {report['model'].get('style')}, strength {report['model'].get('strength')})"]
     if report["output_bag"]:
         lines.append(f"- output bag: `{report['output_bag']['path']}`")
-    lines += [f"- wall time: {report['wall_s']:.1f} s", "", "## Bag topics", "",
+    lines += [f"- wall time: {report['wall_s']:.1f} s for {report['frames_evaluated']} frames "
+              f"({_fmt(report['pipeline_fps'], '.1f')} frames/s, decoding, metrics and writing included)",
+              "", "## Bag topics", "",
               "| topic | type | messages |", "|---|---|---|"]
     lines += [f"| `{t['name']}` | {t['msgtype']} | {t['count']} |" for t in report["input"]["topics"]]
     for name, s in report["topics"].items():
@@ -175,7 +179,8 @@ def markdown(report, plots):
             lines.append(f"| {stage} | {_fmt(st['p50_ms'], '.2f')} | {_fmt(st['p95_ms'], '.2f')} | "
                          f"{_fmt(st['p99_ms'], '.2f')} | {_fmt(st['mean_ms'], '.2f')} |")
         lines += ["", f"Throughput: stylizer {_fmt(s['throughput_fps'], '.1f')} frames/s, "
-                      f"whole offline pipeline {_fmt(s['pipeline_fps'], '.1f')} frames/s.", "",
+                      f"{_fmt(s['pipeline_fps'], '.1f')} of this topic's frames per second of the "
+                      "whole run.", "",
                   "| metric | stylized | input (reference) |", "|---|---|---|",
                   f"| luminance SSIM vs input (1 = same structure) | {_fmt(q['luminance_ssim'])} | 1 |",
                   f"| edge agreement F1 (1 = same edges) | {_fmt(q['edge_agreement'])} | 1 |",
