@@ -82,10 +82,12 @@ def test_real_mcap_bag_both_image_topics(tmp_path, capsys):
     assert "/compressed_image  sensor_msgs/msg/CompressedImage" in listing
     assert "/camera_info" not in listing
 
-    out, rep = tmp_path / "out", tmp_path / "report"
+    out, rep = tmp_path / "stylized.mcap", tmp_path / "report"
     rc = cli(RERUN_BAG, "--topic", "/image", "--topic", "/compressed_image", "--out", out,
              "--report", rep, "--compressed")
     assert rc == 0, capsys.readouterr().err
+    assert out.is_file() and out.read_bytes()[:8] == b"\x89MCAP0\r\n"  # one MCAP file, as named
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report", "stylized.mcap"]
     src, dst = read_bag(RERUN_BAG), read_bag(out)
     assert set(dst) == {"/image/stylized", "/image/stylized/compressed",
                         "/compressed_image/stylized", "/compressed_image/stylized/compressed"}
@@ -174,6 +176,17 @@ def test_end_to_end_on_video_bag(storage, frames, stylizer, tmp_path, capsys):
     for name in pngs:
         img = cv2.imread(str(rep / name))
         assert img is not None and img.shape[0] > 100 and img.shape[1] > 100
+
+
+def test_single_file_outputs(mcap_bag, tmp_path, capsys):
+    for name in ("x.db3", "x.mcap"):
+        assert cli(mcap_bag, "--topic", IMG, "--out", tmp_path / name, "--max-frames", "2") == 0
+        assert (tmp_path / name).is_file()
+        assert len(read_bag(tmp_path / name)[IMG + "/stylized"]) == 2
+    assert (tmp_path / "x.db3").read_bytes()[:16] == b"SQLite format 3\x00"
+    rc = cli(mcap_bag, "--topic", IMG, "--out", tmp_path / "y.mcap", "--storage", "sqlite3")
+    assert_user_error(rc, capsys, "--storage")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.db3", "x.mcap"]
 
 
 def test_ros1_bag(frames, stylizer, tmp_path, capsys):

@@ -27,7 +27,7 @@ STAGES = ("decode", "preprocess", "inference", "postprocess", "stylize", "encode
 class EvalConfig:
     topics: list                      # input image topics to evaluate
     out_path: Path = None             # output rosbag2; None = metrics only
-    storage: str = "mcap"             # output storage: "mcap" | "sqlite3"
+    storage: str = None               # output storage: "mcap" | "sqlite3"; None: from the name
     overwrite: bool = False
     out_suffix: str = "/stylized"     # stylized topic = input topic + suffix
     write_compressed: bool = False    # also write <out topic>/compressed (CompressedImage)

@@ -256,25 +256,38 @@ def _as_uint8(data):
     return np.frombuffer(bytes(data), dtype=np.uint8)
 
 
+def storage_for(path, storage=None):
+    """The output storage: as asked, else from the name (``.db3`` -> sqlite3), else MCAP."""
+    suffix = Path(path).suffix
+    if storage is None:
+        return "sqlite3" if suffix == ".db3" else "mcap"
+    if storage not in STORAGE:
+        raise BagError(f"unknown output storage {storage!r} (choose from {', '.join(STORAGE)})")
+    if suffix in (".mcap", ".db3") and suffix != SUFFIX[storage]:
+        raise BagError(f"output {path} is named {suffix} but --storage is {storage}")
+    return storage
+
+
 class OutputBag:
     """A rosbag2 written inside ``.<name>.partial-<pid>/`` next to ``path`` and moved to ``path`` on a
-    clean exit (rosbags names the storage file after the bag directory, so the bag is written under
-    its final name, in a temporary parent).
+    clean exit. ``path`` named ``*.mcap`` / ``*.db3`` becomes that single storage file (``ros2 bag``
+    and rosbags read one without metadata.yaml); any other name, a rosbag2 directory.
 
     On any exception (KeyboardInterrupt included) the partial bag is deleted, so ``path`` only ever
     holds a complete bag. ``path`` must not exist unless ``overwrite``.
     """
 
-    def __init__(self, path, storage="mcap", overwrite=False):
-        if storage not in STORAGE:
-            raise BagError(f"unknown output storage {storage!r} (choose from {', '.join(STORAGE)})")
+    def __init__(self, path, storage=None, overwrite=False):
         self.path = Path(path)
-        self.storage = storage
+        self.storage = storage_for(self.path, storage)
+        self.single_file = self.path.suffix == SUFFIX[self.storage]
         if self.path.exists() and not overwrite:
             raise BagError(f"{self.path} exists already (use --overwrite to replace it)")
         if not self.path.parent.is_dir():
             raise BagError(f"{self.path.parent}: output directory does not exist")
         self.tmp_dir = self.path.parent / f".{self.path.name}.partial-{os.getpid()}"
+        # rosbags names the storage file after the bag directory: name it so the file ends right
+        self.bag_dir = self.tmp_dir / (self.path.stem if self.single_file else self.path.name)
         self._writer = None
         self._conns = {}
         self.counts = {}
@@ -283,8 +296,7 @@ class OutputBag:
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         try:
             self.tmp_dir.mkdir()
-            self._writer = Writer(self.tmp_dir / self.path.name, version=9,
-                                  storage_plugin=STORAGE[self.storage])
+            self._writer = Writer(self.bag_dir, version=9, storage_plugin=STORAGE[self.storage])
             self._writer.open()
         except (WriterError, OSError) as e:
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
@@ -305,7 +317,9 @@ class OutputBag:
                 self._writer.close()
                 if self.path.exists():  # overwrite: only now that the new bag is complete
                     shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
-                os.replace(self.tmp_dir / self.path.name, self.path)
+                done = self.bag_dir / (self.bag_dir.name + SUFFIX[self.storage]) if self.single_file \
+                    else self.bag_dir
+                os.replace(done, self.path)
             else:
                 self._writer.abort()
         finally:

@@ -1,7 +1,7 @@
 """``muon-ad eval-bag``: evaluate the stylizer on a recorded bag, write a stylized bag and a report.
 
     muon-ad eval-bag run.mcap                                # list the image topics
-    muon-ad eval-bag run.mcap --topic /camera/image_raw --out run_stylized --report run_report
+    muon-ad eval-bag run.mcap --topic /camera/image_raw --out stylized.mcap --report report/
 
 Exit codes: 0 done, 2 user error (one line on stderr, no traceback), 130 interrupted (no output bag
 or report that looks complete is left behind).
@@ -42,8 +42,10 @@ def add_arguments(p):
     m.add_argument("--max-side", type=int, default=0, help="cap the network's longer side (0 = none)")
     m.add_argument("--threads", type=int, default=None, help="CPU threads of the engine")
     o = p.add_argument_group("output")
-    o.add_argument("--out", default=None, metavar="OUTPUT_BAG", help="output rosbag2 to write")
-    o.add_argument("--storage", default="mcap", choices=sorted(bag_io.STORAGE))
+    o.add_argument("--out", default=None, metavar="OUTPUT_BAG",
+                   help="output rosbag2: a directory, or a single file if named *.mcap / *.db3")
+    o.add_argument("--storage", default=None, choices=sorted(bag_io.STORAGE),
+                   help="output storage (default: sqlite3 for *.db3, else mcap)")
     o.add_argument("--overwrite", action="store_true", help="replace OUTPUT_BAG if it exists")
     o.add_argument("--out-suffix", default="/stylized", help="stylized topic = input topic + this")
     o.add_argument("--compressed", action="store_true",
