@@ -320,3 +320,11 @@ def test_ctrl_c_leaves_nothing_that_looks_complete(mcap_bag, tmp_path, capsys, m
     assert rc == 130 and "interrupted" in capsys.readouterr().err
     assert len(calls) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no bag, no partial bag, no report
+
+
+def test_report_path_that_is_a_file(mcap_bag, tmp_path, capsys):
+    blocker = tmp_path / "report"
+    blocker.write_text("not a directory")
+    rc = cli(mcap_bag, "--topic", IMG, "--out", tmp_path / "o", "--report", blocker)
+    assert_user_error(rc, capsys, "is a file")
+    assert not (tmp_path / "o").exists()  # refused before evaluating anything

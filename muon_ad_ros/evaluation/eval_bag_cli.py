@@ -125,8 +125,10 @@ def run(args):
         topics = _choose_topics(args)
         if topics is None:
             return 0
-        if args.out:  # fail on the output path before loading the model
+        if args.out:  # fail on the output paths before loading the model and evaluating
             bag_io.OutputBag(args.out, args.storage, args.overwrite)
+        if args.report:
+            report_mod.check_report_dir(args.report)
         stylizer = Stylizer.from_model(args.model, backend=args.backend, precision=args.precision,
                                        style=args.style, strength=args.strength,
                                        resolution=_parse_resolution(args.resolution),

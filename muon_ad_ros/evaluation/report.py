@@ -46,13 +46,29 @@ def slug(topic):
     return re.sub(r"[^A-Za-z0-9]+", "_", topic).strip("_") or "root"
 
 
+def check_report_dir(report_dir):
+    """BagError unless report_dir is a directory we can write, or can be created."""
+    report_dir = Path(report_dir)
+    if report_dir.exists() and not report_dir.is_dir():
+        raise BagError(f"report directory {report_dir} is a file")
+    parent = report_dir if report_dir.exists() else next(
+        (p for p in report_dir.absolute().parents if p.exists()), Path("/"))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BagError(f"cannot write the report into {report_dir}: {parent} is not writable")
+
+
 def write_report(report_dir, report, result):
     """Write report.json, report.md and the plots into report_dir (created if absent)."""
     report_dir = Path(report_dir)
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
+        _write_files(report_dir, report, result)
     except OSError as e:
-        raise BagError(f"cannot create report directory {report_dir}: {e.strerror}") from None
+        raise BagError(f"cannot write the report into {report_dir}: {e.strerror or e}") from None
+    return report_dir / "report.json"
+
+
+def _write_files(report_dir, report, result):
     plots = {}
     for name, res in result.topics.items():
         summary = report["topics"][name]
@@ -64,7 +80,6 @@ def write_report(report_dir, report, result):
         }
     _atomic_write(report_dir / "report.md", markdown(report, plots))
     _atomic_write(report_dir / "report.json", json.dumps(_finite(report), indent=1, allow_nan=False))
-    return report_dir / "report.json"
 
 
 def _finite(obj):
