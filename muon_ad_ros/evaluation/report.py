@@ -151,7 +151,8 @@ def _strip_plot(samples, topic):
         return None
     n = len(samples)
     aspect = samples[0][1].shape[0] / samples[0][1].shape[1]  # h / w
-    fig, axes = plt.subplots(2, n, figsize=(2.2 * n, 2 * 2.2 * aspect + 0.6), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(2.2 * n, 2 * 2.2 * aspect + 0.6), squeeze=False,
+                             layout="constrained")
     for col, (index, rgb_in, rgb_out) in enumerate(samples):
         for row, (img, label) in enumerate(((rgb_in, "input"), (rgb_out, "stylized"))):
             ax = axes[row][col]
