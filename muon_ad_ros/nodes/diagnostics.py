@@ -1,0 +1,62 @@
+"""The stylize node's diagnostic_msgs/DiagnosticStatus, built from its meters.
+
+Key names are stable (monitoring and the tests read them): rates in Hz, counters since start,
+latencies in ms as ``<stage>_p50_ms`` / ``<stage>_p95_ms`` over the last 300 frames.
+"""
+from __future__ import annotations
+
+import math
+
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+STALE_AFTER_S = 5.0
+STAGES = ("queue", "decode", "preprocess", "inference", "postprocess", "publish", "receive_to_publish",
+          "stamp_to_publish")
+
+
+def _fmt(value: float) -> str:
+    return "nan" if value is None or math.isnan(value) else f"{value:.2f}"
+
+
+def stylize_status(node, malformed_since_last: int) -> DiagnosticStatus:
+    rate_in, rate_out = node.rate_in.rate(), node.rate_out.rate()
+    counts = dict(node.counts)
+    dropped = node._slot.dropped
+    stages = node.times.summary()
+
+    level, message = DiagnosticStatus.OK, f"stylizing at {rate_out:.1f} Hz"
+    if counts["frames_in"] == 0:
+        level, message = DiagnosticStatus.WARN, f"waiting for images on {node.sub.topic_name}"
+    elif node.rate_in.seconds_since_last() > STALE_AFTER_S:
+        level, message = DiagnosticStatus.WARN, f"no image on {node.sub.topic_name} for over {STALE_AFTER_S:g} s"
+    if malformed_since_last:
+        level, message = DiagnosticStatus.WARN, f"{malformed_since_last} malformed message(s): {node._last_problem}"
+    if counts["errors"] and counts["frames_out"] == 0:
+        level, message = DiagnosticStatus.ERROR, f"no frame stylized: {node._last_problem}"
+
+    values = {
+        "input_rate_hz": _fmt(rate_in), "output_rate_hz": _fmt(rate_out),
+        "frames_in": str(counts["frames_in"]), "frames_out": str(counts["frames_out"]),
+        "dropped": str(dropped), "malformed": str(counts["malformed"]), "errors": str(counts["errors"]),
+        "style": node._style_name, "strength": f"{node.stylizer.strength:g}",
+        "model": str(node.stylizer.card.get("id", "?")), "engine": node.stylizer.engine.describe(),
+        "untrained": str(bool(node.stylizer.card.get("untrained", False))).lower(),
+        "last_problem": node._last_problem,
+    }
+    for stage in STAGES:
+        summary = stages.get(stage)
+        values[f"{stage}_p50_ms"] = _fmt(summary["p50"]) if summary else "nan"
+        values[f"{stage}_p95_ms"] = _fmt(summary["p95"]) if summary else "nan"
+
+    status = DiagnosticStatus()
+    status.level = level
+    status.name = f"{node.get_fully_qualified_name()}: stylization"
+    status.message = message
+    status.hardware_id = str(node.stylizer.card.get("id", ""))
+    status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+    return status
+
+
+def status_values(status: DiagnosticStatus) -> dict:
+    """{key: value} of a status, for readers of the diagnostics (tests, the demo)."""
+    return {kv.key: kv.value for kv in status.values}

@@ -1,0 +1,120 @@
+"""Declaring and validating node parameters from one table of ``ParamSpec``.
+
+Each spec gives the default, a description, whether it may change at run time, and its constraints
+(choices or a numeric range). Declaration builds a ParameterDescriptor from it (so ``ros2 param
+describe`` shows the constraints) and checks the start-up value; the on-set callback checks every
+update against the same spec, so a bad value is rejected with a reason and never crashes a node.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import InvalidTopicNameException, ParameterException
+from rclpy.validate_topic_name import validate_topic_name
+
+from muon_ad_ros.core.errors import ConfigError
+
+QOS_RELIABILITY = ("best_effort", "reliable")
+TRANSPORTS = ("raw", "compressed")
+COMPRESSED_FORMATS = ("jpeg", "png")
+
+
+def check_topic(value: str) -> Optional[str]:
+    try:
+        validate_topic_name(value)
+    except InvalidTopicNameException as exc:
+        return f"invalid topic name {value!r}: {str(exc).splitlines()[0]}"
+    return None
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    dynamic: bool = False                          # may change at run time
+    choices: tuple = ()
+    int_range: Optional[tuple[int, int]] = None
+    float_range: Optional[tuple[float, float]] = None
+    check: Optional[Callable[[Any], Optional[str]]] = None   # extra check: None if fine, else the reason
+
+    def descriptor(self) -> ParameterDescriptor:
+        d = ParameterDescriptor(description=self.description, read_only=not self.dynamic)
+        # A float parameter takes an integer too ("rate:=15"): rclpy would reject the INTEGER type
+        # outright, so typing is left to validate(), which accepts int for float and nothing else.
+        d.dynamic_typing = isinstance(self.default, float)
+        constraints = []
+        if self.choices:
+            constraints.append("one of: " + ", ".join(repr(c) for c in self.choices))
+        if self.int_range:
+            d.integer_range = [IntegerRange(from_value=self.int_range[0], to_value=self.int_range[1], step=0)]
+        if self.float_range:
+            d.floating_point_range = [FloatingPointRange(from_value=float(self.float_range[0]),
+                                                         to_value=float(self.float_range[1]), step=0.0)]
+        d.additional_constraints = "; ".join(constraints)
+        return d
+
+    def validate(self, value: Any) -> Optional[str]:
+        """None if ``value`` is acceptable, else why not."""
+        if type(value) is not type(self.default) and not (isinstance(self.default, float) and type(value) is int):
+            return f"{self.name} must be a {type(self.default).__name__}, got {value!r}"
+        if self.choices and value not in self.choices:
+            return f"{self.name} must be one of {', '.join(map(str, self.choices))}, got {value!r}"
+        for rng in (self.int_range, self.float_range):
+            if rng and not rng[0] <= value <= rng[1]:
+                return f"{self.name} must be within [{rng[0]}, {rng[1]}], got {value}"
+        return self.check(value) if self.check else None
+
+
+def declare_all(node, specs: Sequence[ParamSpec]) -> dict:
+    """Declare every spec on ``node``; returns {name: value}. Raises ConfigError listing every bad
+    start-up value (from a params file or -p) at once, instead of failing on the first."""
+    values, problems = {}, []
+    for spec in specs:
+        try:
+            value = node.declare_parameter(spec.name, spec.default, spec.descriptor()).value
+        except ParameterException as exc:  # out of a declared range, wrong type...
+            problems.append(f"{spec.name}: {str(exc).splitlines()[0]}")
+            continue
+        reason = spec.validate(value)
+        if reason:
+            problems.append(reason)
+        values[spec.name] = float(value) if isinstance(spec.default, float) else value
+    if problems:
+        raise ConfigError("invalid parameters: " + "; ".join(problems))
+    return values
+
+
+def make_on_set_callback(specs: Sequence[ParamSpec], apply: Callable[[str, Any], Optional[str]]):
+    """An on-set-parameters callback: validate each update by its spec, then ``apply(name, value)``
+    (which returns a reason to reject, or None). All-or-nothing per request, as rclpy expects."""
+    by_name = {s.name: s for s in specs}
+
+    def callback(params) -> SetParametersResult:
+        for p in params:
+            spec = by_name.get(p.name)
+            if spec is None:
+                continue  # not ours (e.g. use_sim_time): rclpy's own checks apply
+            if not spec.dynamic:
+                return SetParametersResult(successful=False, reason=f"{p.name} is read-only (set it at start-up)")
+            reason = spec.validate(p.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        for p in params:
+            if p.name in by_name:
+                reason = apply(p.name, p.value)
+                if reason:
+                    return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    return callback
+
+
+def qos_profile(reliability: str, depth: int):
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                      reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort"
+                      else ReliabilityPolicy.RELIABLE)

@@ -1,0 +1,259 @@
+"""stylize_node: camera images in, stylized images out.
+
+    image_raw (Image, or image_raw/compressed)  --> [latest-frame slot] --> worker thread:
+    camera_info (sibling of the input)              decode -> Stylizer -> encode -> publish
+                                                  --> image_stylized (+ image_stylized/compressed)
+                                                  --> camera info (scaled), /diagnostics at 1 Hz
+
+The subscription callback only stores the message in a one-frame slot (a newer frame replaces a
+pending one and counts as a drop), so the executor never waits on inference, nothing queues
+without bound, and the worker always stylizes the newest frame. Style and strength change at run
+time through parameter updates. Topic names and QoS are documented in docs/ros.md.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import cv2
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from muon_ad_ros.core.engines import BACKENDS, PRECISIONS
+from muon_ad_ros.core.errors import ConfigError, ImageFormatError, MuonAdError
+from muon_ad_ros.core.image_codec import SUPPORTED_ENCODINGS
+from muon_ad_ros.core.rolling_stats import RateMeter, StageTimes
+from muon_ad_ros.core.stylizer import MAX_SIDE_LIMIT, Stylizer
+from muon_ad_ros.nodes import conversions as conv
+from muon_ad_ros.nodes.diagnostics import stylize_status
+from muon_ad_ros.nodes.latest_slot import LatestSlot
+from muon_ad_ros.nodes.params import (COMPRESSED_FORMATS, QOS_RELIABILITY, TRANSPORTS, ParamSpec,
+                                      check_topic, declare_all, make_on_set_callback, qos_profile)
+
+
+def _check_device(value: str):
+    return None if value == "cpu" or value.startswith("cuda") else f"device must be 'cpu' or 'cuda[:N]', got {value!r}"
+
+
+SIZE = (0, MAX_SIDE_LIMIT)
+PARAMS = (
+    ParamSpec("model", "default", "model id ('default', a shipped id), model card, .onnx or .safetensors path"),
+    ParamSpec("backend", "onnxruntime", "inference backend", choices=BACKENDS),
+    ParamSpec("precision", "fp32", "numeric precision of the engine", choices=PRECISIONS),
+    ParamSpec("device", "cpu", "'cpu' or 'cuda[:N]'", check=_check_device),
+    ParamSpec("threads", 0, "CPU threads of the engine (0: the runtime's default)", int_range=(0, 256)),
+    ParamSpec("style", "", "style name or index of the model ('' = the first style); changes live",
+              dynamic=True),
+    ParamSpec("strength", 1.0, "blend of stylized and input image, 0..1; changes live", dynamic=True,
+              float_range=(0.0, 1.0)),
+    ParamSpec("network_width", 0, "fixed network input width (with network_height; 0: frame size)", int_range=SIZE),
+    ParamSpec("network_height", 0, "fixed network input height (with network_width; 0: frame size)",
+              int_range=SIZE),
+    ParamSpec("max_side", 0, "cap on the network input's longer side, frame-size mode (0: none)", int_range=SIZE),
+    ParamSpec("output_width", 0, "output image width (with output_height; 0: input size)", int_range=SIZE),
+    ParamSpec("output_height", 0, "output image height (with output_width; 0: input size)", int_range=SIZE),
+    ParamSpec("output_encoding", "rgb8", "encoding of the output Image", choices=SUPPORTED_ENCODINGS),
+    ParamSpec("input_topic", "image_raw", "input image topic (a raw Image, or the base of a /compressed one)",
+              check=check_topic),
+    ParamSpec("output_topic", "image_stylized", "output image topic", check=check_topic),
+    ParamSpec("input_transport", "raw", "'raw': sensor_msgs/Image on input_topic; 'compressed': "
+              "sensor_msgs/CompressedImage on <input_topic>/compressed", choices=TRANSPORTS),
+    ParamSpec("publish_compressed", False, "also publish a CompressedImage on <output_topic>/compressed"),
+    ParamSpec("compressed_format", "jpeg", "codec of the compressed output", choices=COMPRESSED_FORMATS),
+    ParamSpec("jpeg_quality", 90, "JPEG quality of the compressed output; changes live", dynamic=True,
+              int_range=(1, 100)),
+    ParamSpec("qos_reliability", "best_effort", "reliability of the input subscription", choices=QOS_RELIABILITY),
+    ParamSpec("qos_depth", 1, "history depth of the input subscription", int_range=(1, 100)),
+    ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", float_range=(0.1, 60.0)),
+)
+
+
+class StylizeNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__("stylize_node", **node_kwargs)
+        self.params = p = declare_all(self, PARAMS)
+        if (p["output_width"] > 0) != (p["output_height"] > 0):
+            raise ConfigError("set both output_width and output_height, or neither")
+        resolution = (p["network_width"], p["network_height"]) if p["network_width"] else None
+        self.stylizer = Stylizer.from_model(
+            p["model"], backend=p["backend"], precision=p["precision"], device=p["device"],
+            threads=p["threads"] or None, resolution=resolution, max_side=p["max_side"],
+            style=p["style"] or 0, strength=p["strength"])
+        self._style_name = self._describe_style(p["style"] or 0)
+        self.add_on_set_parameters_callback(make_on_set_callback(PARAMS, self._apply_parameter))
+
+        # Topics: resolve (with remapping) first, so derived names follow a remapped base as in
+        # image_transport: <input>/compressed, camera_info beside the input, <output>/compressed.
+        self.input_topic = self.resolve_topic_name(p["input_topic"])
+        self.output_topic = self.resolve_topic_name(p["output_topic"])
+        self.info_in_topic = conv.sibling_topic(self.input_topic, "camera_info")
+        self.info_out_topic = conv.sibling_topic(self.output_topic, "camera_info")
+        if self.info_out_topic == self.info_in_topic:  # same namespace: the sibling is taken by the input's
+            self.info_out_topic = self.output_topic + "/camera_info"
+
+        in_qos = qos_profile(p["qos_reliability"], p["qos_depth"])
+        if p["input_transport"] == "compressed":
+            self.sub = self.create_subscription(CompressedImage, self.input_topic + "/compressed",
+                                                lambda m: self._on_frame(m, True), in_qos)
+        else:
+            self.sub = self.create_subscription(Image, self.input_topic, lambda m: self._on_frame(m, False), in_qos)
+        self.info_sub = self.create_subscription(CameraInfo, self.info_in_topic, self._on_info, qos_profile_sensor_data)
+        self.pub = self.create_publisher(Image, self.output_topic, qos_profile("reliable", 1))
+        self.pub_compressed = (self.create_publisher(CompressedImage, self.output_topic + "/compressed",
+                                                     qos_profile("reliable", 1))
+                               if p["publish_compressed"] else None)
+        self.pub_info = self.create_publisher(CameraInfo, self.info_out_topic, qos_profile("reliable", 1))
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        # State shared by the executor thread (callbacks, timer) and the worker thread.
+        self._slot = LatestSlot()
+        self._infos: list = []                      # [(stamp_ns, CameraInfo)], newest last
+        self._infos_lock = threading.Lock()
+        self.rate_in, self.rate_out = RateMeter(), RateMeter()
+        self.times = StageTimes()
+        self.counts = {"frames_in": 0, "frames_out": 0, "malformed": 0, "errors": 0}
+        self._last_problem = ""
+        self._malformed_seen = 0
+        self._worker = threading.Thread(target=self._work, name="stylize_worker", daemon=True)
+        self._worker.start()
+        self._diag_timer = self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
+        self.get_logger().info(
+            f"{self.stylizer.describe()}; style {self._style_name}, strength {self.stylizer.strength:g}; "
+            f"{self.sub.topic_name} ({p['input_transport']}, {p['qos_reliability']}) -> {self.output_topic}, "
+            f"camera info {self.info_in_topic} -> {self.info_out_topic}")
+        if self.stylizer.card.get("untrained"):
+            self.get_logger().warning(f"model {self.stylizer.card.get('id')} is UNTRAINED: its output is not a style")
+
+    # -- parameters ------------------------------------------------------------------------------
+    def _describe_style(self, style) -> str:
+        weights = self.stylizer.style_weights(style)
+        return self.stylizer.styles[int(weights.argmax())]
+
+    def _apply_parameter(self, name, value):
+        try:
+            if name == "style":
+                self.stylizer.set_style(value or 0)
+                self._style_name = self._describe_style(value or 0)
+            elif name == "strength":
+                self.stylizer.set_strength(value)
+            elif name == "jpeg_quality":
+                self.params["jpeg_quality"] = value
+        except ConfigError as exc:
+            return str(exc)
+        self.get_logger().info(f"{name} -> {value!r}")
+        return None
+
+    # -- executor thread: store only -------------------------------------------------------------
+    def _on_frame(self, msg, compressed: bool) -> None:
+        self.rate_in.tick()
+        self.counts["frames_in"] += 1
+        self._slot.put((msg, compressed, time.perf_counter()))
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        with self._infos_lock:
+            self._infos.append((conv.stamp_to_ns(msg.header.stamp), msg))
+            del self._infos[:-30]
+
+    # -- worker thread ---------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._slot.closed:
+            item = self._slot.take(timeout=0.5)
+            if item is None:
+                continue
+            try:
+                self._process(*item)
+            except Exception as exc:  # never let one frame kill the worker
+                self.counts["errors"] += 1
+                self._last_problem = f"{type(exc).__name__}: {exc}"
+                self.get_logger().error(f"stylizing a frame failed: {self._last_problem}", throttle_duration_sec=5.0)
+
+    def _process(self, msg, compressed: bool, t_received: float) -> None:
+        t0 = time.perf_counter()
+        try:
+            rgb = conv.compressed_to_rgb(msg) if compressed else conv.image_to_rgb(msg)
+        except ImageFormatError as exc:
+            self.counts["malformed"] += 1
+            self._last_problem = f"malformed {'CompressedImage' if compressed else 'Image'}: {exc}"
+            self.get_logger().error(f"{self._last_problem} (on {self.sub.topic_name}; frame skipped)",
+                                    throttle_duration_sec=5.0)
+            return
+        t1 = time.perf_counter()
+        try:
+            result = self.stylizer.stylize(rgb)
+        except MuonAdError as exc:
+            self.counts["errors"] += 1
+            self._last_problem = f"stylizer: {exc}"
+            self.get_logger().error(self._last_problem, throttle_duration_sec=5.0)
+            return
+        out = result.image
+        in_size = (rgb.shape[1], rgb.shape[0])
+        out_size = (self.params["output_width"], self.params["output_height"]) if self.params["output_width"] \
+            else in_size
+        if out_size != in_size:
+            out = cv2.resize(out, out_size, interpolation=cv2.INTER_AREA if out_size[0] * out_size[1] < in_size[0] * in_size[1]
+                             else cv2.INTER_LINEAR)
+        t2 = time.perf_counter()
+
+        header = msg.header
+        self.pub.publish(conv.rgb_to_image(out, header, self.params["output_encoding"]))
+        if self.pub_compressed is not None:
+            self.pub_compressed.publish(conv.rgb_to_compressed(out, header, self.params["compressed_format"],
+                                                               self.params["jpeg_quality"]))
+        with self._infos_lock:
+            info = conv.find_by_stamp(self._infos, conv.stamp_to_ns(header.stamp))
+        if info is not None:
+            self.pub_info.publish(conv.scaled_camera_info(info, header, in_size, out_size))
+        t3 = time.perf_counter()
+
+        now_ns = self.get_clock().now().nanoseconds
+        self.rate_out.tick()
+        self.counts["frames_out"] += 1
+        ms = 1e3
+        self.times.add_all({"queue": (t0 - t_received) * ms, "decode": (t1 - t0) * ms,
+                            "preprocess": result.timings["preprocess"], "inference": result.timings["inference"],
+                            "postprocess": result.timings["postprocess"] + (t2 - t1) * ms - result.timings["total"],
+                            "publish": (t3 - t2) * ms, "receive_to_publish": (t3 - t_received) * ms,
+                            "stamp_to_publish": (now_ns - conv.stamp_to_ns(header.stamp)) / 1e6})
+
+    # -- diagnostics (executor thread, timer) -----------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        malformed_new = self.counts["malformed"] - self._malformed_seen
+        self._malformed_seen = self.counts["malformed"]
+        status = stylize_status(self, malformed_new)
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [status]
+        self.pub_diag.publish(msg)
+
+    def destroy_node(self):
+        self._slot.close()
+        if self._worker.is_alive():
+            self._worker.join(timeout=5.0)
+        return super().destroy_node()
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = StylizeNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except MuonAdError as exc:  # bad configuration / model: one clear line, exit status 2
+        rclpy.logging.get_logger("stylize_node").fatal(str(exc))
+        return 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
