@@ -1,0 +1,80 @@
+"""``muon-ad-train --config config/train/<name>.yaml [--resume [CHECKPOINT]]``: run the curriculum.
+
+Single process:   muon-ad-train --config config/train/smoke.yaml
+Several:          torchrun --nproc_per_node 2 -m muon_ad_training.cli --config ... (DDP + DistributedMuon)
+
+At the end of a complete run, rank 0 exports the student as a model bundle (weights, ONNX, model
+card with the training summary) into ``<output_dir>/export``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+from muon_ad_ros.core.errors import MuonAdError
+
+from .distributed import setup, teardown
+from .train_config import load_config
+from .trainer import Trainer
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="muon-ad-train", description=__doc__.split("\n")[0])
+    ap.add_argument("--config", required=True, help="training YAML (config/train/<name>.yaml)")
+    ap.add_argument("--resume", nargs="?", const=True, default=False,
+                    help="continue from the latest checkpoint of output_dir (or the given checkpoint folder)")
+    ap.add_argument("--output-dir", help="override output_dir of the config")
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override device of the config")
+    ap.add_argument("--max-steps", type=int, help="stop (with a checkpoint) after this many total steps")
+    ap.add_argument("--no-export", action="store_true", help="skip the final export")
+    return ap.parse_args(argv)
+
+
+def export_final(trainer: Trainer, summary: dict) -> Optional[Path]:
+    """Remove pruned heads structurally and write the bundle (core.bundle) with the run's card."""
+    from muon_ad_ros.core.bundle import write_bundle
+
+    from .pruning import prune_structurally
+
+    cfg = trainer.cfg
+    model = trainer.model
+    stats = None
+    if cfg.export.prune_structurally:
+        model, stats = prune_structurally(model)  # a CPU copy without the masked heads
+    else:
+        model = copy.deepcopy(model).cpu()
+    model.eval()
+    card_extra = {"training": {"steps": summary["steps"], "phase_evals": summary["phase_evals"],
+                               "phase_losses": summary["phase_losses"], "teacher": cfg.teacher.kind,
+                               "seed": cfg.seed, "pruning": stats}}
+    return write_bundle(model, Path(cfg.output_dir) / "export", cfg.export.model_id, card_extra=card_extra)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    overrides = {k: v for k, v in (("output_dir", args.output_dir), ("device", args.device)) if v}
+    try:
+        cfg = load_config(args.config, overrides)
+        env = setup(cfg.device)
+        try:
+            trainer = Trainer(cfg, env, base_dir=Path(args.config).resolve().parent)
+            summary = trainer.run(resume=args.resume, max_steps=args.max_steps)
+            done = summary["steps"] == trainer.schedule.total_steps
+            if env.is_main:
+                if done and cfg.export.enabled and not args.no_export:
+                    summary["card"] = str(export_final(trainer, summary))
+                print(json.dumps(summary, indent=2))
+        finally:
+            teardown()
+    except MuonAdError as exc:
+        print(f"muon-ad-train: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
