@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from muon_ad_ros.core.errors import ConfigError
-from muon_ad_training.losses import ADLossConfig, ad_loss, attention, content_loss, subsample_tokens, total_loss
+from muon_ad_training.losses import (ADLossConfig, ad_loss, attention, content_loss, subsample_tokens,
+                                     total_loss)
 from muon_ad_training.teacher_targets import TargetCache, TargetConfig, optimize_target
 from muon_ad_training.teachers.base import LayerQKV, Teacher
 
@@ -17,7 +18,8 @@ def _layers(seed, b=2, shapes=((2, 4, 4, 8), (1, 2, 3, 16)), requires_grad=False
     g = torch.Generator().manual_seed(seed)
     out = []
     for i, (heads, h, w, d) in enumerate(shapes):
-        q, k, v = (torch.randn(b, heads, h * w, d, generator=g).requires_grad_(requires_grad) for _ in range(3))
+        q, k, v = (torch.randn(b, heads, h * w, d, generator=g).requires_grad_(requires_grad)
+                   for _ in range(3))
         out.append(LayerQKV(f"layer{i}", q, k, v, h, w))
     return out
 
@@ -42,7 +44,7 @@ def test_ad_loss_matches_explicit_formula():
 
 def test_ad_loss_zero_when_target_features_equal_style():
     style = _layers(3)
-    same = [LayerQKV(l.name, l.q.clone(), l.k.clone(), l.v.clone(), l.height, l.width) for l in style]
+    same = [LayerQKV(s.name, s.q.clone(), s.k.clone(), s.v.clone(), s.height, s.width) for s in style]
     assert ad_loss(same, style).item() == pytest.approx(0.0, abs=1e-6)
     assert ad_loss(_layers(4), style).item() > 0.05
 
@@ -70,8 +72,8 @@ def test_ad_loss_detaches_the_cross_attention_term():
 def test_one_style_is_shared_by_a_batch_of_targets():
     target, style = _layers(9, b=3), _layers(10, b=1)
     batched = ad_loss(target, style)
-    style3 = [LayerQKV(s.name, s.q.expand(3, -1, -1, -1), s.k.expand(3, -1, -1, -1), s.v.expand(3, -1, -1, -1),
-                       s.height, s.width) for s in style]
+    style3 = [LayerQKV(s.name, *(x.expand(3, -1, -1, -1) for x in (s.q, s.k, s.v)), s.height, s.width)
+              for s in style]
     assert torch.allclose(batched, ad_loss(target, style3))
 
 

@@ -79,7 +79,8 @@ def test_capture_does_not_change_the_unet_and_restores_on_error(sd_parts):
     unet = sd_parts[0]
     before = dict(unet.attn_processors)
     g = torch.Generator().manual_seed(1)
-    x, cond, t = torch.randn(1, 4, 16, 16, generator=g), torch.randn(1, 77, 32, generator=g), torch.tensor([10])
+    x, cond = torch.randn(1, 4, 16, 16, generator=g), torch.randn(1, 77, 32, generator=g)
+    t = torch.tensor([10])
     with torch.no_grad():
         ref = unet(x, t, encoder_hidden_states=cond).sample
         with capture_qkv(unet, paper_layers(unet)) as store:
@@ -199,7 +200,8 @@ def test_mobilenet_float_network_and_taps_match_onnxruntime(predictor):
     path, net = predictor
     model = onnx.load(str(path))
     # the tensor after ReLU6 of expanded_conv_6/expand, to check a tap as well as the output
-    conv = next(n for n in model.graph.node if n.op_type == "Conv" and "expanded_conv_6/expand/" in n.input[1])
+    conv = next(n for n in model.graph.node
+                if n.op_type == "Conv" and "expanded_conv_6/expand/" in n.input[1])
     clip = next(n for n in model.graph.node if n.op_type == "Clip" and n.input[0] == conv.output[0])
     session = _session(_float_graph(path, [clip.output[0]]).SerializeToString())
     x = _photo()
@@ -246,7 +248,8 @@ def test_mobilenet_ad_loss_prefers_the_style_itself():
     photo = torch.from_numpy(_photo(96)).permute(0, 3, 1, 2)
     from skimage import data
 
-    style = torch.from_numpy(data.coffee()[::4, ::4][:96, :96].astype(np.float32) / 255).permute(2, 0, 1)[None]
+    coffee = data.coffee()[::4, ::4][:96, :96].astype(np.float32) / 255
+    style = torch.from_numpy(coffee).permute(2, 0, 1)[None]
     with torch.no_grad():
         s = teacher.features(style)
         assert ad_loss(teacher.features(style), s).item() < 1e-5

@@ -96,7 +96,8 @@ def content_loss(target: list[LayerQKV], content: list[LayerQKV]) -> Tensor:
 
 
 def total_loss(target: list[LayerQKV], style: list[LayerQKV], content: list[LayerQKV] | None,
-               cfg: ADLossConfig, generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+               cfg: ADLossConfig, generator: torch.Generator | None = None,
+               ) -> tuple[Tensor, dict[str, Tensor]]:
     """L_tot = L_distill + lambda * L_content, and the detached parts for logging (no device sync)."""
     distill = ad_loss(target, style, cfg.attn_scale, cfg.max_style_tokens, generator)
     parts = {"distill": distill.detach()}

@@ -37,7 +37,7 @@ class TargetConfig:
     """Hyperparameters of one target optimization (defaults tuned for the mobilenet teacher at
     256 px on tubingen + starry_night, see docs/teachers.md)."""
 
-    steps: int = 200
+    steps: int = 150
     lr: float = 0.02
     optimizer: str = "adam"  # "adam" | "muon"
     lambda_content: float = 0.25
@@ -89,7 +89,9 @@ def optimize_target(teacher: Teacher, content: Tensor, style: Tensor, steps: int
     with torch.no_grad():
         style_layers = detach_layers(teacher.features(style))
         content_latent = teacher.encode(content)
-        content_layers = detach_layers(teacher.latent_features(content_latent)) if cfg.lambda_content else None
+        content_layers = None
+        if cfg.lambda_content:
+            content_layers = detach_layers(teacher.latent_features(content_latent))
 
     shape = content_latent.shape  # [B,C,h,w]
     # The optimized leaf is the latent seen as a [B*C, h*w] matrix (what Muon orthogonalizes);
@@ -136,7 +138,8 @@ class TargetCache:
 
     def key(self, content: Tensor, style_id: str, teacher: Teacher, cfg: TargetConfig) -> str:
         if not _STYLE_ID.match(style_id):
-            raise ConfigError(f"style_id must match {_STYLE_ID.pattern} (it names a folder), got {style_id!r}")
+            raise ConfigError(f"style_id must match {_STYLE_ID.pattern} (it names a folder), "
+                              f"got {style_id!r}")
         parts = (content_digest(content), style_id, config_digest(teacher, cfg))
         return hashlib.sha256("|".join(parts).encode()).hexdigest()
 

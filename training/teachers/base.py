@@ -100,7 +100,7 @@ class Teacher(nn.Module, ABC):
 @torch.no_grad()
 def detach_layers(layers: list[LayerQKV]) -> list[LayerQKV]:
     """A copy of `layers` cut from the graph (style / content references are constants)."""
-    return [LayerQKV(l.name, l.q.detach(), l.k.detach(), l.v.detach(), l.height, l.width) for l in layers]
+    return [LayerQKV(x.name, x.q.detach(), x.k.detach(), x.v.detach(), x.height, x.width) for x in layers]
 
 
 @torch.no_grad()

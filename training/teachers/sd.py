@@ -51,7 +51,8 @@ class QKVCaptureProcessor:
         if input_ndim == 4:
             batch, channel, height, width = hidden_states.shape
             hidden_states = hidden_states.view(batch, channel, height * width).transpose(1, 2)
-        batch, seq_len, _ = hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
+        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+        batch, seq_len, _ = context.shape
         if attention_mask is not None:
             attention_mask = attn.prepare_attention_mask(attention_mask, seq_len, batch)
             attention_mask = attention_mask.view(batch, attn.heads, -1, attention_mask.shape[-1])
@@ -78,7 +79,8 @@ class QKVCaptureProcessor:
 
         hidden_states = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
                                                        dropout_p=0.0, is_causal=False)
-        hidden_states = hidden_states.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
+        hidden_states = hidden_states.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim)
+        hidden_states = hidden_states.to(query.dtype)
         hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
         if input_ndim == 4:
             hidden_states = hidden_states.transpose(-1, -2).reshape(batch, channel, height, width)
