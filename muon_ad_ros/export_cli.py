@@ -1,4 +1,4 @@
-"""``muon-ad export CHECKPOINT.safetensors --out DIR``: ONNX FP32 / FP16 / INT8 + model card from a checkpoint.
+"""``muon-ad export CHECKPOINT.safetensors --out DIR``: ONNX FP32 / FP16 / INT8 + model card.
 
 Masked attention heads are removed structurally first; parity to FP32 is measured on real photos
 and the export fails (exit 2) if a precision misses the tolerance stated in its card.
@@ -25,7 +25,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="INT8 calibration images or folders of them (default: skimage photos)")
     p.add_argument("--parity", nargs="*", default=None,
                    help="images or folders to measure parity on (default: skimage astronaut/coffee/chelsea)")
-    p.add_argument("--card-extra", default=None, help="JSON file merged into the card (training, data, licences)")
+    p.add_argument("--card-extra", default=None,
+                   help="JSON file merged into the card (training, data, licences)")
     p.add_argument("--latency-runs", type=int, default=10, help="CPU latency runs per precision (0: skip)")
     p.add_argument("--no-strict", action="store_true", help="write the bundle even if a tolerance is missed")
     p.set_defaults(func=run)

@@ -29,7 +29,7 @@ def attention_with_entropy(levels: list[float], n: int = 12) -> torch.Tensor:
     """[1,heads,N,N] attention whose rows mix uniform (weight l) and one-hot-on-self (1-l)."""
     eye = torch.eye(n)
     uniform = torch.full((n, n), 1.0 / n)
-    return torch.stack([l * uniform + (1 - l) * eye for l in levels])[None]
+    return torch.stack([u * uniform + (1 - u) * eye for u in levels])[None]
 
 
 def feed(pruner: EntropyPruner, model: StudentNet, per_block: list[list[float]], times: int = 1) -> None:
@@ -212,7 +212,8 @@ def test_attention_cost_grows_quadratically_and_pruning_removes_it():
     attn = lambda r: sum(v for k, v in r.per_module.items() if k.startswith("attn_blocks"))  # noqa: E731
     n_small, n_large = 15 * 20, 30 * 40  # tokens on the H/16 grid
     quad = lambda n: 2 * 4 * n * n * 16 * 2  # noqa: E731  (blocks x QK^T+AV x heads x N^2 x d)
-    assert attn(large) - quad(n_large) == 4 * (attn(small) - quad(n_small))  # the linear part scales with pixels
+    # The non-quadratic part scales with the pixel count (4x).
+    assert attn(large) - quad(n_large) == 4 * (attn(small) - quad(n_small))
     assert attention_share(large) > attention_share(small)
     model.prune_heads([[0, 1], [0]])
     pruned = student_cost(model, (480, 640))

@@ -17,7 +17,8 @@ from muon_ad_ros.core.quantize import (Int8Config, check_tolerance, convert_fp16
 from muon_ad_ros.core.student import StudentConfig, StudentNet
 from muon_ad_ros.core.stylizer import Stylizer
 from muon_ad_training import export as export_mod
-from muon_ad_training.export import SKIMAGE_CALIBRATION, SKIMAGE_PARITY, TOLERANCES, export_bundle, skimage_images
+from muon_ad_training.export import (SKIMAGE_CALIBRATION, SKIMAGE_PARITY, TOLERANCES, export_bundle,
+                                     skimage_images)
 
 SMALL = 128  # longer side of the real photos in these tests
 
@@ -81,7 +82,8 @@ def test_int8_is_qdq_with_int8_weights_and_stays_within_tolerance(tmp_path, phot
     proto = onnx.load(str(int8))
     ops = [n.op_type for n in proto.graph.node]
     assert ops.count("QuantizeLinear") > 0 and ops.count("DequantizeLinear") > ops.count("QuantizeLinear")
-    int8_weights = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
+    int8_weights = [t for t in proto.graph.initializer
+                    if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
     assert len(int8_weights) == ops.count("Conv")  # every conv weight stored as int8
     # Sensitive ops stay float: the softmax probabilities and the sigmoid output are never quantized.
     produced_by = {o: n.op_type for n in proto.graph.node for o in n.output}
@@ -100,7 +102,8 @@ def test_int8_parity_of_the_default_size_student_at_256(tmp_path, photos, calibr
     torch.manual_seed(0)
     model = StudentNet(StudentConfig()).eval()
     fp32 = export_onnx(model, tmp_path / "m.onnx", sample_hw=(64, 64))
-    int8 = quantize_int8(fp32, tmp_path / "m.int8.onnx", list(calibration.values()), Int8Config(calibration_max_side=256))
+    int8 = quantize_int8(fp32, tmp_path / "m.int8.onnx", list(calibration.values()),
+                         Int8Config(calibration_max_side=256))
     parity = measure_parity(fp32, int8, photos.values(), max_side=256, styles=[0, 3])
     assert not check_tolerance(parity, TOLERANCES["int8"]), parity.to_dict()
 
@@ -110,7 +113,8 @@ def test_export_bundle_prunes_writes_every_precision_and_a_truthful_card(tmp_pat
     parity_imgs = {k: v[:SMALL, :SMALL] for k, v in photos.items()}
     card_path = export_bundle(model, tmp_path, "tiny_v1", calibration_images=calibration,
                               parity_images=parity_imgs, parity_max_side=SMALL, latency_runs=0,
-                              card_extra={"training": {"steps": 3}, "data": [{"name": "x", "licence": "CC0"}]})
+                              card_extra={"training": {"steps": 3},
+                                          "data": [{"name": "x", "licence": "CC0"}]})
     card = json.loads(card_path.read_text())
     assert set(card["files"]) == {"weights", "onnx_fp32", "onnx_fp16", "onnx_int8"}
     for entry in card["files"].values():

@@ -39,7 +39,8 @@ TOLERANCES = {
 # skimage.data photos: in every install, licences as stated in skimage's docstrings.
 SKIMAGE_PARITY = {"astronaut": "public domain (NASA)", "coffee": "CC0 (Rachel Michetti)",
                   "chelsea": "CC0 (Stefan van der Walt)"}
-SKIMAGE_CALIBRATION = {"rocket": "public domain (SpaceX)", "motorcycle_left": "Middlebury 2014 stereo (skimage)",
+SKIMAGE_CALIBRATION = {"rocket": "public domain (SpaceX)",
+                       "motorcycle_left": "Middlebury 2014 stereo (skimage)",
                        "motorcycle_right": "Middlebury 2014 stereo (skimage)",
                        "hubble_deep_field": "public domain (NASA/ESA)"}
 
@@ -87,7 +88,8 @@ def export_bundle(checkpoint_or_model: Union[str, os.PathLike, StudentNet], out_
     precisions = list(dict.fromkeys(precisions))
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown or "fp32" not in precisions:
-        raise ConfigError(f"precisions must include fp32 and be among {', '.join(PRECISIONS)}; got {precisions}")
+        raise ConfigError(f"precisions must include fp32 and be among {', '.join(PRECISIONS)}; "
+                          f"got {precisions}")
     if not model_id or any(c in model_id for c in "/\\") or model_id.startswith("."):
         raise ConfigError(f"invalid model id {model_id!r}")
     out_dir = Path(out_dir)
@@ -115,13 +117,13 @@ def export_bundle(checkpoint_or_model: Union[str, os.PathLike, StudentNet], out_
                       "samples": len(frames) * model.config.num_styles}
     if "fp16" in precisions:
         extra_files["onnx_fp16"] = convert_fp16(fp32, out_dir / f"{model_id}.fp16.onnx")
-        parity["fp16"] = {"vs": "onnx_fp32", **measure_parity(fp32, extra_files["onnx_fp16"],
-                                                               parity_images.values(), parity_max_side).to_dict()}
+        got = measure_parity(fp32, extra_files["onnx_fp16"], parity_images.values(), parity_max_side)
+        parity["fp16"] = {"vs": "onnx_fp32", **got.to_dict()}
     if "int8" in precisions:
         extra_files["onnx_int8"] = quantize_int8(fp32, out_dir / f"{model_id}.int8.onnx",
                                                  list(calibration_images.values()), int8_config)
-        parity["int8"] = {"vs": "onnx_fp32", **measure_parity(fp32, extra_files["onnx_int8"],
-                                                               parity_images.values(), parity_max_side).to_dict()}
+        got = measure_parity(fp32, extra_files["onnx_int8"], parity_images.values(), parity_max_side)
+        parity["int8"] = {"vs": "onnx_fp32", **got.to_dict()}
     tolerances = {p: dict(TOLERANCES[p]) for p in precisions}
     failures = _tolerance_failures(parity, tolerances)
     if failures and strict:
@@ -139,13 +141,17 @@ def export_bundle(checkpoint_or_model: Union[str, os.PathLike, StudentNet], out_
             "median of round-robin runs on the exporting machine; shared or loaded machines inflate it"),
             **measure_latency(files, hw=REPORT_HW, threads=2, runs=latency_runs)}
     licences = {**SKIMAGE_CALIBRATION, **SKIMAGE_PARITY, **(image_licences or {})}
+
+    def licence_of(names):
+        return {k: licences.get(k, "not recorded (supplied by the caller)") for k in sorted(names)}
+
     extra = dict(card_extra or {})
     extra.setdefault("data", [])
     extra["data"] = list(extra["data"]) + [
         {"use": "int8_calibration", "images": sorted(calibration_images),
-         "licences": {k: licences.get(k, "not recorded (supplied by the caller)") for k in sorted(calibration_images)}},
+         "licences": licence_of(calibration_images)},
         {"use": "parity", "images": sorted(parity_images),
-         "licences": {k: licences.get(k, "not recorded (supplied by the caller)") for k in sorted(parity_images)}},
+         "licences": licence_of(parity_images)},
     ]
     extra["metrics"] = {**extra.get("metrics", {}), **metrics}
     extra["tolerances"] = tolerances
@@ -169,4 +175,3 @@ def _tolerance_failures(parity: dict, tolerances: dict) -> list[str]:
                           psnr_min=got.get("psnr_min") if got.get("psnr_min") is not None else float("inf"))
         failures += [f"{precision}: {p}" for p in check_tolerance(measured, tol)]
     return failures
-

@@ -179,10 +179,12 @@ class EntropyPruner:
         new_masks = [torch.ones(h) for h in self.heads]
         if self.config.scope == "global":
             budget = math.floor(sparsity * sum(self.heads) + 0.5)  # round half up
-            groups = [[(float(scores[b][h]), b, h) for b in range(len(self.heads)) for h in range(self.heads[b])]]
+            groups = [[(float(scores[b][h]), b, h)
+                       for b in range(len(self.heads)) for h in range(self.heads[b])]]
         else:
             budget = None
-            groups = [[(float(scores[b][h]), b, h) for h in range(self.heads[b])] for b in range(len(self.heads))]
+            groups = [[(float(scores[b][h]), b, h) for h in range(self.heads[b])]
+                      for b in range(len(self.heads))]
         for group in groups:
             if not group:
                 continue
@@ -238,7 +240,8 @@ class EntropyPruner:
 
 def masked_heads(model: StudentNet) -> list[list[int]]:
     """Indices of heads whose mask is exactly 0, per attention block."""
-    return [[int(i) for i in torch.nonzero(attn.head_mask == 0).flatten()] for attn in model.attention_modules()]
+    return [[int(i) for i in torch.nonzero(attn.head_mask == 0).flatten()]
+            for attn in model.attention_modules()]
 
 
 def _cpu_copy(model: StudentNet) -> StudentNet:
