@@ -197,16 +197,18 @@ class MultiHeadSelfAttention(nn.Module):
         idx = torch.tensor([i * d + j for i in keep for j in range(d)], dtype=torch.long)
         rows = torch.cat([idx + part * self.num_heads * d for part in range(3)])  # q, k, v blocks
         # Kept heads are scaled by their mask (a soft mask < 1 must survive pruning unchanged).
-        col_scale = self.head_mask[keep].repeat_interleave(d) if keep else torch.ones(0)
-        new_qkv = nn.Linear(self.channels, 3 * len(keep) * d)
-        new_proj = nn.Linear(len(keep) * d, self.channels)
+        like = dict(device=self.qkv.weight.device, dtype=self.qkv.weight.dtype)
+        idx, rows = idx.to(like["device"]), rows.to(like["device"])
+        col_scale = self.head_mask[keep].repeat_interleave(d) if keep else torch.ones(0, **like)
+        new_qkv = nn.Linear(self.channels, 3 * len(keep) * d, **like)
+        new_proj = nn.Linear(len(keep) * d, self.channels, **like)
         new_qkv.weight.copy_(self.qkv.weight[rows])
         new_qkv.bias.copy_(self.qkv.bias[rows])
         new_proj.weight.copy_(self.proj.weight[:, idx] * col_scale)
         new_proj.bias.copy_(self.proj.bias)
         self.qkv, self.proj = new_qkv, new_proj
         self.num_heads = len(keep)
-        self.head_mask = torch.ones(len(keep))
+        self.head_mask = torch.ones(len(keep), **like)
 
 
 class AttentionBlock(nn.Module):
