@@ -108,3 +108,38 @@ def test_three_processes_uneven_ownership(tmp_path):
     counts = [run["owner"].count(r) for r in range(3)]
     assert sum(counts) == 5 and min(counts) >= 1
     _check_run(run, _single_process_reference(3), 3)
+
+
+@pytest.fixture
+def world_of_one():
+    """A one-process gloo group inside the test process (no spawn), destroyed afterwards."""
+    if dist.is_initialized():
+        pytest.skip("a process group is already initialised in this process")
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{H.free_port()}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+def test_world_of_one_equals_muon_and_checks_its_state_dict(world_of_one):
+    batch = H.make_batch(8)
+    runs = {}
+    for cls in (Muon, DistributedMuon):
+        model = H.make_model()
+        opt = cls(split_params(model).param_groups(**H.GROUP_OPTIONS))
+        for _ in range(3):
+            opt.zero_grad()
+            H.loss_fn(model, *batch).backward()
+            opt.step()
+        runs[cls] = (model, opt)
+    for a, b in zip(runs[Muon][0].parameters(), runs[DistributedMuon][0].parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    opt = runs[DistributedMuon][1]
+    assert len(opt.owned_params()) == 5 and opt.comm_log.step == 3
+    sd = opt.state_dict()
+    assert sd["distributed_muon"]["world_size"] == 1
+    fresh = DistributedMuon(split_params(H.make_model()).param_groups(**H.GROUP_OPTIONS))
+    with pytest.raises(ConfigError, match="world_size=2"):
+        fresh.load_state_dict({**sd, "distributed_muon": {**sd["distributed_muon"], "world_size": 2}})
+    with pytest.raises(ConfigError, match="not a DistributedMuon state dict"):
+        fresh.load_state_dict(runs[Muon][1].state_dict())
+    fresh.load_state_dict(sd)  # its own file loads

@@ -11,12 +11,12 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # pytest runs with --import-mode=importlib
-from _muon_helpers import (GROUP_OPTIONS, loss_fn, make_batch, make_model, matrix_with_spectrum,
+from _muon_helpers import (GROUP_OPTIONS, loss_fn, make_batch, make_model, matrix_with_spectrum,  # noqa: E402
                            reference_ns5)
-from muon_ad_ros.core.errors import ConfigError
-from muon_ad_training.muon import (Muon, adam_update, lr_scale, muon_update, ns_compute_dtype,
+from muon_ad_ros.core.errors import ConfigError  # noqa: E402
+from muon_ad_training.muon import (Muon, adam_update, lr_scale, muon_update, ns_compute_dtype,  # noqa: E402
                                    zeropower_via_newtonschulz5)
-from muon_ad_training.param_groups import split_params
+from muon_ad_training.param_groups import split_params  # noqa: E402
 
 # Singular values after 5 quintic steps, measured on the reference iteration (float32 and bf16,
 # 16..256 wide, cond 1..100): 0.671 .. 1.204. The test band adds a little slack for rounding.
@@ -108,7 +108,8 @@ def test_muon_steps_equal_direct_reference(scale_mode):
         for w, g in zip((w_tall, w_conv), grads):
             w.grad = g.clone()
             p, m = expected[id(w)]
-            expected[id(w)] = _reference_muon_step(p, g.double(), m, lr, beta, wd, lr_scale(w.shape, scale_mode))
+            scale = lr_scale(w.shape, scale_mode)
+            expected[id(w)] = _reference_muon_step(p, g.double(), m, lr, beta, wd, scale)
         opt.step()
         for w in (w_tall, w_conv):
             torch.testing.assert_close(w.detach().double(), expected[id(w)][0], atol=1e-5, rtol=0)
@@ -179,7 +180,8 @@ def _groups(**overrides):
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda g: g[0].update(weight_decya=0.1), "unknown Muon option 'weight_decya'.*did you mean 'weight_decay'"),
+    (lambda g: g[0].update(weight_decya=0.1),
+     "unknown Muon option 'weight_decya'.*did you mean 'weight_decay'"),
     (lambda g: g[0].update(betas=(0.9, 0.95)), "unknown Muon option 'betas'"),
     (lambda g: g[1].update(momentum=0.9), "unknown AdamW option 'momentum'"),
     (lambda g: g[0].pop("use_muon"), "use_muon"),
@@ -332,3 +334,15 @@ def test_split_params_on_student():
     (model(image, weights) - image).abs().mean().backward()
     opt.step()
     assert all(not torch.equal(before[n], p) for n, p in split.muon)
+
+
+def test_lr_scheduler_drives_both_kinds_of_groups():
+    model, groups = _groups()
+    opt = Muon(groups)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 ** step)
+    _train(model, opt, make_batch(4), 1)
+    sched.step()
+    assert [g["lr"] for g in opt.param_groups] == [0.025, 1.5e-3]
+    opt2 = Muon(_groups()[1])
+    opt2.load_state_dict(opt.state_dict())  # 'initial_lr' added by the scheduler is accepted
+    assert [g["lr"] for g in opt2.param_groups] == [0.025, 1.5e-3]

@@ -66,7 +66,8 @@ class CommLog:
     def per_step(self, step: int | None = None) -> dict[str, dict[str, float]]:
         """{label: {"calls", "payload_bytes", "sent_bytes"}} for ``step`` (default: the latest)."""
         step = self.step if step is None else step
-        out: dict[str, dict[str, float]] = defaultdict(lambda: {"calls": 0, "payload_bytes": 0, "sent_bytes": 0.0})
+        out: dict[str, dict[str, float]] = defaultdict(
+            lambda: {"calls": 0, "payload_bytes": 0, "sent_bytes": 0.0})
         for r in self.records:
             if r.step == step:
                 row = out[f"{r.op}:{r.label}"]

@@ -77,7 +77,10 @@ class DistributedMuon(Muon):
     """``Muon`` with the Newton-Schulz work divided between the ranks of ``process_group``.
 
     Build it with the same param groups on every rank (same model, same order); call ``step``
-    on every rank after backward. ``comm_log`` records every collective (``comm.CommLog``).
+    on every rank after backward. Every collective is recorded in ``comm_log`` (``comm.CommLog``):
+    without one, the optimizer keeps its own and files each ``step`` under a new step index; pass
+    a log shared with DDP's ``counting_allreduce_hook`` to count both, and then call
+    ``log.begin_step()`` yourself once per iteration (before backward).
     """
 
     def __init__(self, param_groups, process_group=None, average_grads: bool = True,
@@ -86,6 +89,7 @@ class DistributedMuon(Muon):
             raise ConfigError("DistributedMuon needs torch.distributed initialised "
                               "(dist.init_process_group, e.g. under torchrun); use Muon for one process")
         self.comm = Collectives(process_group, comm_log)
+        self._owns_log = comm_log is None
         self.average_grads = average_grads
         self._layout: ShardLayout | None = None
         super().__init__(param_groups)
@@ -113,7 +117,8 @@ class DistributedMuon(Muon):
                 group_index += [gi] * len(group["params"])
         kinds = {(p.dtype, p.device) for p in params}
         if len(kinds) > 1:
-            raise ConfigError(f"DistributedMuon needs all Muon parameters on one dtype and device, got {kinds}")
+            raise ConfigError(f"DistributedMuon needs all Muon parameters on one dtype and device, "
+                              f"got {kinds}")
         owner = assign_by_size([p.numel() for p in params], self.comm.world_size)
         fill = [0] * self.comm.world_size
         offset = []
@@ -135,7 +140,8 @@ class DistributedMuon(Muon):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        self.comm.log.begin_step()
+        if self._owns_log:
+            self.comm.log.begin_step()
         self._step_adamw()
         self._step_muon(self.layout())
         return loss

@@ -291,7 +291,8 @@ class Muon(torch.optim.Optimizer):
         must not smuggle in a negative lr or flip a group between Muon and AdamW)."""
         saved = state_dict["param_groups"]
         if len(saved) != len(self.param_groups):
-            raise ConfigError(f"state dict has {len(saved)} param groups, optimizer has {len(self.param_groups)}")
+            raise ConfigError(f"state dict has {len(saved)} param groups, "
+                              f"optimizer has {len(self.param_groups)}")
         for i, (s, g) in enumerate(zip(saved, self.param_groups)):
             if s.get("use_muon") != g["use_muon"]:
                 raise ConfigError(f"param group {i}: state dict has use_muon={s.get('use_muon')}, "
