@@ -191,6 +191,18 @@ class Batch:
     style_weights: torch.Tensor  # [b,S] one-hot
     indices: list[int]  # content image indices (for logging)
 
+    def chunks(self, n: int) -> list["Batch"]:
+        """Split into n equal consecutive micro-batches (gradient accumulation)."""
+        size = len(self.indices) // n
+        if size * n != len(self.indices):
+            raise ConfigError(f"a batch of {len(self.indices)} does not split into {n} micro-batches")
+
+        def part(t, k):
+            return None if t is None else t[k * size:(k + 1) * size]
+
+        return [Batch(part(self.content, k), part(self.clean, k), part(self.target, k), self.style,
+                      part(self.style_weights, k), self.indices[k * size:(k + 1) * size]) for k in range(n)]
+
 
 def _mix(*values: int) -> int:
     """A 63-bit seed from integers (splitmix64-style), so (seed, step, i) never collide in practice."""

@@ -44,6 +44,7 @@ class AugmentConfig:
 @dataclass
 class DataConfig:
     batch_size: int = 8  # global batch; split evenly between ranks
+    micro_batches: int = 1  # each rank's slice in this many gradient-accumulation chunks (memory)
     folders: list[str] = field(default_factory=list)  # content image folders (jpg/png, recursive)
     videos: list[str] = field(default_factory=list)  # video files or globs; every k-th frame
     video_every: int = 15
@@ -181,6 +182,8 @@ class TrainConfig:
         need(self.data.folders or self.data.videos or self.data.skimage,
              "data: no content source (folders, videos or skimage)")
         need(self.data.batch_size >= 1, "data.batch_size must be >= 1")
+        need(self.data.micro_batches >= 1 and self.data.batch_size % self.data.micro_batches == 0,
+             "data.micro_batches must be >= 1 and divide data.batch_size")
         lo, hi = self.data.augment.crop_scale
         need(0 < lo <= hi <= 1, f"data.augment.crop_scale must satisfy 0 < lo <= hi <= 1, got {lo, hi}")
         need(self.device in ("auto", "cpu", "cuda"), f"device must be auto/cpu/cuda, got {self.device!r}")

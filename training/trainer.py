@@ -160,9 +160,19 @@ class Trainer:
         batch = self.source.batch(self.step, pc.resolution, self.env.rank, self.env.world_size)
         gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.step)
         self.model.train()
+        micro = batch.chunks(self.cfg.data.micro_batches) if self.cfg.data.micro_batches > 1 else [batch]
+        sums: dict = {}
         with fp16_rounded_weights(self.model, pc.fp16_weights):
-            loss, parts, y = self._phase_loss(self.ddp, batch, phase, t, capture=pc.weights.attn > 0, generator=gen)
-            loss.backward()
+            for k, mb in enumerate(micro):
+                # DDP all-reduces gradients in the last micro-batch's backward only
+                sync = k == len(micro) - 1 or not self.env.distributed
+                with contextlib.nullcontext() if sync else self.ddp.no_sync():
+                    loss, parts, y = self._phase_loss(self.ddp, mb, phase, t, capture=pc.weights.attn > 0,
+                                                      generator=gen)
+                    (loss / len(micro)).backward()
+                for key, v in parts.items():
+                    sums[key] = sums.get(key, 0.0) + v / len(micro)
+        parts = sums
         self.model.set_attention_capture(False)
         if self.cfg.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
@@ -173,7 +183,7 @@ class Trainer:
         record = {"step": self.step, "phase": phase.name, **parts, **extra}
         self.history.append(record)
         self.step += 1
-        self._last_images = (batch.content[:4], y.detach()[:4].float().cpu())
+        self._last_images = (micro[-1].content[:4], y.detach()[:4].float().cpu())
         return record
 
     def _mean_over_ranks(self, parts: dict) -> dict:
