@@ -1,6 +1,7 @@
 """Curriculum as data: phase lookup, schedules, strict YAML configs, seeded batches, loss pieces."""
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,7 +11,7 @@ from muon_ad_training.curriculum import LR_FLOOR, TrainingSchedule, lambda_at, l
 from muon_ad_training.data import BatchSource
 from muon_ad_training.student_loss import attention_kl, color_loss, resample_attention, teacher_attention
 from muon_ad_training.teachers.base import LayerQKV
-from muon_ad_training.train_config import (DataConfig, LambdaSchedule, PhaseConfig, config_from_dict,
+from muon_ad_training.train_config import (DataConfig, LambdaSchedule, PhaseConfig, StyleRef, config_from_dict,
                                            load_config, read_yaml)
 
 
@@ -21,7 +22,8 @@ def schedule(*steps):
 def test_lookup_at_phase_boundaries():
     s = schedule(10, 20, 5)
     assert s.total_steps == 35 and s.boundaries() == [0, 10, 30]
-    cases = {0: ("p0", 0.0), 9: ("p0", 0.9), 10: ("p1", 0.0), 29: ("p1", 19 / 20), 30: ("p2", 0.0), 34: ("p2", 0.8)}
+    cases = {0: ("p0", 0.0), 9: ("p0", 0.9), 10: ("p1", 0.0), 29: ("p1", 19 / 20),
+             30: ("p2", 0.0), 34: ("p2", 0.8)}
     for step, (name, t) in cases.items():
         phase, progress = s.lookup(step)
         assert phase.name == name and progress == pytest.approx(t)
@@ -46,7 +48,8 @@ def test_lambda_and_lr_schedules():
     assert lambda_at(LambdaSchedule(0.3, 9.0, "constant"), 0.7) == 0.3
     p = PhaseConfig(name="x", steps=10, warmup=0.2, cooldown=0.5, lr_scale=2.0)
     assert lr_multiplier(p, 0.0) < 0.1 and lr_multiplier(p, 0.3) == 2.0
-    assert lr_multiplier(p, 0.5) == 2.0 and lr_multiplier(p, 0.99) == pytest.approx(2.0 * (LR_FLOOR + 0.018), abs=0.01)
+    assert lr_multiplier(p, 0.5) == 2.0
+    assert lr_multiplier(p, 0.99) == pytest.approx(2.0 * (LR_FLOOR + 0.018), abs=0.01)
 
 
 def test_strict_config_names_the_unknown_key():
@@ -79,7 +82,8 @@ def test_extends_merges_mappings(tmp_path: Path):
     child = tmp_path / "child.yaml"
     child.write_text(f"extends: {SMOKE}\nseed: 7\noptim: {{muon_lr: 0.05}}\n")
     cfg = load_config(child)
-    assert cfg.seed == 7 and cfg.optim.muon_lr == 0.05 and cfg.optim.adamw_lr == load_config(SMOKE).optim.adamw_lr
+    assert cfg.seed == 7 and cfg.optim.muon_lr == 0.05
+    assert cfg.optim.adamw_lr == load_config(SMOKE).optim.adamw_lr
 
 
 def _source(seed=0, batch=4):
@@ -122,3 +126,45 @@ def test_attention_kl_and_colour_loss():
     assert attention_kl(t, t).abs() < 1e-6 and attention_kl(t, torch.full_like(t, 1 / 16)) > 0
     x = torch.rand(2, 3, 16, 16)
     assert color_loss(x, x) == 0 and color_loss(x * 0.5, x) > 0
+
+
+def test_content_from_folders_and_every_kth_video_frame(tmp_path: Path):
+    cv2 = pytest.importorskip("cv2")
+    from muon_ad_training.data import load_content, load_styles
+
+    folder = tmp_path / "photos" / "nested"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.jpg"):
+        cv2.imwrite(str(folder / name), rng.integers(0, 255, (40, 60, 3), dtype=np.uint8))
+    (folder / "notes.txt").write_text("not an image")
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(10):  # frame i is a flat grey of level 20 * i (BGR)
+        writer.write(np.full((48, 64, 3), 20 * i, dtype=np.uint8))
+    writer.release()
+    cfg = DataConfig(folders=["photos"], videos=["*.avi"], video_every=3, skimage=["coffee"], base_size=32,
+                     styles=[])
+    images, names = load_content(cfg, base=tmp_path)
+    assert len(images) == 2 + 4 + 1  # two photos, frames 0, 3, 6, 9, one skimage photo
+    assert names[2:6] == [f"{video}#{k}" for k in (0, 3, 6, 9)] and names[-1] == "skimage:coffee"
+    assert all(min(img.shape[1:]) == 32 and img.shape[0] == 3 for img in images)
+    levels = [float(img.mean()) * 255 for img in images[2:6]]
+    assert levels == pytest.approx([0, 60, 120, 180], abs=4)  # the k-th frames, in order (MJPG is lossy)
+    with pytest.raises(ConfigError, match="no file or folder matches"):
+        load_content(DataConfig(folders=["missing"]), base=tmp_path)
+    with pytest.raises(ConfigError, match="no image"):
+        load_styles(DataConfig(styles=[StyleRef("x", "skimage:not_a_photo")]))
+
+
+def test_default_config_data_resolves_on_the_shared_data():
+    shared = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    if not shared.is_dir():
+        pytest.skip(f"shared data not present at {shared}")
+    from muon_ad_training.data import _expand
+
+    cfg = load_config(REPO / "config" / "train" / "default.yaml")
+    base = REPO / "config" / "train"
+    assert _expand(cfg.data.folders, base) and len(_expand(cfg.data.videos, base)) >= 1
+    for ref in cfg.data.styles:
+        assert ref.path.startswith("skimage:") or _expand([ref.path], base)

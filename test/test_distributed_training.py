@@ -35,7 +35,10 @@ def run_torchrun(config: Path, nproc: int, extra=()) -> subprocess.CompletedProc
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch built without gloo")
+NO_GLOO = not dist.is_available() or not dist.is_gloo_available()
+
+
+@pytest.mark.skipif(NO_GLOO, reason="torch built without gloo")
 def test_two_process_gloo_run_matches_single_process(tmp_path: Path):
     need_teacher()
     from muon_ad_training.trainer import Trainer

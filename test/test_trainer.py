@@ -43,11 +43,12 @@ def test_smoke_run_lowers_each_phase_objective_and_exports(smoke_run: Path):
     for name in ("content", "distill", "compress"):
         ev = training["phase_evals"][name]
         assert ev["end"] < ev["start"], (name, ev)
-    # Phase 3 masked half of the heads and the export removed them structurally.
-    assert training["pruning"]["heads_before"] == [2] and training["pruning"]["heads_after"] == [1]
+    # Phase 3 masked half of the heads and the export (training/export.py) removed them structurally.
+    assert card["pruning"]["heads_before"] == [2] and card["pruning"]["heads_after"] == [1]
     assert card["student_config"]["attn_heads"] == [1]
-    assert card["styles"] == ["brick", "grass"]
-    for role in ("weights", "onnx_fp32"):
+    assert card["styles"] == ["brick", "grass"] and card["metrics"]["tolerances_met"]
+    assert training["config"]["phases"][2]["prune"]["target_sparsity"] == 0.5
+    for role in ("weights", "onnx_fp32", "onnx_fp16", "onnx_int8"):
         assert (smoke_run / "export" / card["files"][role]["path"]).is_file()
     assert list((smoke_run / "tensorboard").glob("events.out.tfevents.*"))
     latest = (smoke_run / "checkpoints" / "latest").read_text().strip()

@@ -3,17 +3,16 @@
 Single process:   muon-ad-train --config config/train/smoke.yaml
 Several:          torchrun --nproc_per_node 2 -m muon_ad_training.cli --config ... (DDP + DistributedMuon)
 
-At the end of a complete run, rank 0 exports the student as a model bundle (weights, ONNX, model
-card with the training summary) into ``<output_dir>/export``.
+At the end of a complete run, rank 0 exports the student as a model bundle through training/export.py
+(masked heads removed, ONNX FP32/FP16/INT8 with parity checks, model card with the training summary)
+into ``<output_dir>/export``.
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 from muon_ad_ros.core.errors import MuonAdError
 
@@ -34,24 +33,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def export_final(trainer: Trainer, summary: dict) -> Optional[Path]:
-    """Remove pruned heads structurally and write the bundle (core.bundle) with the run's card."""
-    from muon_ad_ros.core.bundle import write_bundle
-
-    from .pruning import prune_structurally
+def export_final(trainer: Trainer, summary: dict) -> Path:
+    """The bundle of the trained student through training/export.py (masked heads are removed
+    structurally, ONNX per precision, parity checked); the card records the run."""
+    from .export import export_bundle
 
     cfg = trainer.cfg
-    model = trainer.model
-    stats = None
-    if cfg.export.prune_structurally:
-        model, stats = prune_structurally(model)  # a CPU copy without the masked heads
-    else:
-        model = copy.deepcopy(model).cpu()
-    model.eval()
-    card_extra = {"training": {"steps": summary["steps"], "phase_evals": summary["phase_evals"],
-                               "phase_losses": summary["phase_losses"], "teacher": cfg.teacher.kind,
-                               "seed": cfg.seed, "pruning": stats}}
-    return write_bundle(model, Path(cfg.output_dir) / "export", cfg.export.model_id, card_extra=card_extra)
+    card_extra = {
+        "training": {"steps": summary["steps"], "phase_evals": summary["phase_evals"],
+                     "phase_losses": summary["phase_losses"], "teacher": cfg.teacher.kind, "seed": cfg.seed,
+                     "config": cfg.to_dict()},
+        "data": [{"use": "training_content", "images": trainer.content_names},
+                 {"use": "styles", "images": {s.name: s.path for s in cfg.data.styles}}],
+    }
+    return export_bundle(trainer.model, Path(cfg.output_dir) / "export", cfg.export.model_id,
+                         card_extra=card_extra, precisions=cfg.export.precisions,
+                         latency_runs=cfg.export.latency_runs, strict=cfg.export.strict)
 
 
 def main(argv=None) -> int:

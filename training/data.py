@@ -51,7 +51,8 @@ def resize_short_side(img: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def resize_square(img: torch.Tensor, size: int) -> torch.Tensor:
-    return F.interpolate(img[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    return F.interpolate(img[None], size=(size, size), mode="bilinear", antialias=True,
+                         align_corners=False)[0]
 
 
 def read_image(path: str) -> torch.Tensor:

@@ -117,7 +117,8 @@ class StudentLoss:
                 layer = x_feats[self.cfg.attn_teacher_layer]
                 t_attn = resample_attention(teacher_attention(layer).float(), (layer.height, layer.width),
                                             student_grid)
-                kl = sum(attention_kl(t_attn, a.float().mean(dim=1)) for a in student_attn) / len(student_attn)
+                kls = [attention_kl(t_attn, a.float().mean(dim=1)) for a in student_attn]  # heads averaged
+                kl = sum(kls) / len(kls)
                 add("attn", weights.attn, kl)
         parts["total"] = loss.detach()
         return loss, parts

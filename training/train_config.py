@@ -137,9 +137,13 @@ class LoggingConfig:
 
 @dataclass
 class ExportConfig:
+    """The final export (training/export.py: masked heads removed, ONNX per precision, parity, card)."""
+
     enabled: bool = True
     model_id: str = "student"
-    prune_structurally: bool = True
+    precisions: list[str] = field(default_factory=lambda: ["fp32", "fp16", "int8"])
+    latency_runs: int = 10  # CPU latency measured for the card; 0 skips it
+    strict: bool = True  # refuse to write a bundle that misses its parity tolerances
 
 
 @dataclass
@@ -188,11 +192,12 @@ class TrainConfig:
         need(0 < lo <= hi <= 1, f"data.augment.crop_scale must satisfy 0 < lo <= hi <= 1, got {lo, hi}")
         need(self.device in ("auto", "cpu", "cuda"), f"device must be auto/cpu/cuda, got {self.device!r}")
         need(self.amp in ("bf16", "fp16", "none"), f"amp must be bf16/fp16/none, got {self.amp!r}")
-        need(self.student_preset in ("default", "tiny"), f"student_preset must be default/tiny")
+        need(self.student_preset in ("default", "tiny"), "student_preset must be default/tiny")
         for i, p in enumerate(self.phases):
             where = f"phases[{i}] ({p.name})"
             need(p.steps >= 1, f"{where}.steps must be >= 1")
-            need(p.resolution >= 16 and p.resolution % 16 == 0, f"{where}.resolution must be a multiple of 16")
+            need(p.resolution >= 16 and p.resolution % 16 == 0,
+                 f"{where}.resolution must be a multiple of 16")
             need(p.optimizer in ("muon", "adamw"), f"{where}.optimizer must be muon or adamw")
             need(p.lambda_content.schedule in ("linear", "cosine", "constant"),
                  f"{where}.lambda_content.schedule must be linear/cosine/constant")
@@ -228,7 +233,8 @@ def build(cls, data: Any, where: str):
     for key in data:
         if key not in allowed:
             hint = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-            raise ConfigError(f"{where}: unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ConfigError(f"{where}: unknown key {key!r}" + suggestion
                               + f"; allowed: {sorted(allowed)}")
     missing = [f.name for f in dataclasses.fields(cls) if f.name not in data
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
@@ -266,7 +272,8 @@ def _convert(tp, value, where: str):
 def _merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        both_maps = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merge(out[key], value) if both_maps else value
     return out
 
 

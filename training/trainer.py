@@ -77,11 +77,11 @@ class Trainer:
             from .teacher_targets import TargetConfig
 
             t = cfg.targets
-            tcfg = TargetConfig(steps=t.steps, lr=t.lr, optimizer=t.optimizer, lambda_content=t.lambda_content,
-                                seed=cfg.seed)
+            tcfg = TargetConfig(steps=t.steps, lr=t.lr, optimizer=t.optimizer,
+                                lambda_content=t.lambda_content, seed=cfg.seed)
             cache = Path(t.cache_dir) if t.cache_dir else self.out / "targets"
-            targets = compute_targets(self.teacher, contents, self.styles, self.model.config.style_names, tcfg,
-                                      cache, self.env.rank, self.env.world_size, self.env.barrier)
+            targets = compute_targets(self.teacher, contents, self.styles, self.model.config.style_names,
+                                      tcfg, cache, self.env.rank, self.env.world_size, self.env.barrier)
         self.source = BatchSource(contents, len(self.styles), cfg.data, cfg.seed, targets)
         self.loss_fn = StudentLoss(self.teacher, [s.to(self.device) for s in self.styles], cfg.loss)
         self.step = 0
@@ -200,9 +200,8 @@ class Trainer:
         self.model.eval()
         batch = self.source.batch(EVAL_STEP + phase.index, phase.config.resolution, 0, 1)
         gen = torch.Generator().manual_seed(self.cfg.seed)
-        with torch.enable_grad():  # the teacher's features are differentiable; no backward happens
-            loss, _, _ = self._phase_loss(self.model, batch, phase, t, capture=phase.config.weights.attn > 0,
-                                          generator=gen)
+        loss, _, _ = self._phase_loss(self.model, batch, phase, t, capture=phase.config.weights.attn > 0,
+                                      generator=gen)
         self.model.set_attention_capture(False)
         self.model.train()
         return float(loss)
@@ -261,7 +260,8 @@ class Trainer:
     def save(self) -> Path:
         pruner_state = self.pruner.state_dict() if self.pruner is not None else None
         return checkpointing.save_checkpoint(self.out, self.step, self.model, self.optimizer, self.env,
-                                             self.trainer_state(), pruner_state, self.cfg.logging.keep_checkpoints)
+                                             self.trainer_state(), pruner_state,
+                                             self.cfg.logging.keep_checkpoints)
 
     def restore(self, path) -> None:
         folder = checkpointing.resolve_checkpoint(path)
