@@ -11,8 +11,8 @@ from muon_ad_training.curriculum import LR_FLOOR, TrainingSchedule, lambda_at, l
 from muon_ad_training.data import BatchSource
 from muon_ad_training.student_loss import attention_kl, color_loss, resample_attention, teacher_attention
 from muon_ad_training.teachers.base import LayerQKV
-from muon_ad_training.train_config import (DataConfig, LambdaSchedule, PhaseConfig, StyleRef, config_from_dict,
-                                           load_config, read_yaml)
+from muon_ad_training.train_config import (DataConfig, LambdaSchedule, PhaseConfig, StyleRef,
+                                           config_from_dict, load_config, read_yaml)
 
 
 def schedule(*steps):

@@ -4,12 +4,13 @@
       + L_distill + lambda * L_content                                     (phase 2-3: L_tot)
     L_distill = w_ad * AD(teacher(y), teacher(style))                      (losses.ad_loss)
               + w_target * L1(y, cached teacher target)                    (when targets are cached)
-              + w_attn * KL(teacher attention of x || student attention)   (resampled to the student grid)
+              + w_attn * KL(teacher attention of x || student attention)   (on the student grid)
     L_content = losses.content_loss(teacher(y), teacher(x))
 
-y = student(x, style) in [0,1], x the content crop. Terms whose weight is 0 are not computed (phase 1
-never runs the teacher). Style features are computed once per (style, size) and cached: the style
-references are constants.
+y = student(x_jittered, style) in [0,1], x the same content crop without the colour jitter (so the
+student also learns to be steady under small exposure changes). Terms whose weight is 0 are not
+computed (phase 1 never runs the teacher). Style features are computed once per (style, size) and
+cached: the style references are constants.
 """
 from __future__ import annotations
 

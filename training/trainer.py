@@ -105,6 +105,7 @@ class Trainer:
         example = (torch.zeros(1, 3, 32, 32, device=self.device),
                    torch.ones(1, len(self.styles), device=self.device) / len(self.styles))
         self.optimizer = build_optimizer(self.model, pc, self.cfg.optim, self.env, example)
+        self.ddp = None  # drop the previous phase's DDP (and its gradient hooks) before re-wrapping
         self.ddp = wrap_ddp(self.model, self.env)
         self.pruner = EntropyPruner(self.model, copy.deepcopy(pc.prune)) if pc.prune is not None else None
 
