@@ -80,6 +80,10 @@ def test_resume_equals_an_uninterrupted_run(tmp_path: Path, cache: Path):
     first = Trainer(cfg)
     assert first.run(max_steps=6)["steps"] == 6
     del first
+    # A crash while writing the next checkpoint leaves a hidden partial folder: resume ignores it.
+    partial = tmp_path / "b" / "checkpoints" / ".step_00000007.tmp"
+    partial.mkdir()
+    (partial / "optimizer_rank0.pt").write_bytes(b"truncated")
     second = Trainer(cfg)
     assert second.run(resume=True, max_steps=12)["steps"] == 12
     third = Trainer(cfg)
@@ -99,3 +103,12 @@ def test_resume_without_checkpoint_is_an_error(tmp_path: Path, cache: Path):
 
     with pytest.raises(ModelError, match="no training checkpoint"):
         Trainer(smoke_config(tmp_path, cache, (1, 1, 1))).run(resume=True)
+
+
+def test_cli_reports_config_errors(tmp_path: Path, capsys):
+    from muon_ad_training.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"extends: {SMOKE}\noptim: {{muon_lr: 0.02, learning_rate: 1.0}}\n")
+    assert main(["--config", str(bad)]) == 2
+    assert "unknown key 'learning_rate'" in capsys.readouterr().err
