@@ -31,10 +31,12 @@ def generate_launch_description():
 
     arguments = [
         DeclareLaunchArgument(
-            "params_file", default_value=PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "stylize.yaml"]),
+            "params_file",
+            default_value=PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "stylize.yaml"]),
             description="parameter file of stylize_node"),
         DeclareLaunchArgument("model", default_value="default",
-                              description="model id, model card, .onnx or .safetensors (overrides params_file)"),
+                              description="model id, model card, .onnx or .safetensors "
+                                          "(overrides params_file)"),
         DeclareLaunchArgument("backend", default_value="onnxruntime",
                               description="onnxruntime | torch | tensorrt (overrides params_file)"),
         DeclareLaunchArgument("input_topic", default_value="image_raw",
@@ -44,15 +46,18 @@ def generate_launch_description():
         DeclareLaunchArgument("start_source", default_value="false",
                               description="also start image_source_node publishing on input_topic"),
         DeclareLaunchArgument("source", default_value="sample",
-                              description="source of image_source_node: sample, a video, an image folder, a rosbag"),
-        DeclareLaunchArgument("source_rate", default_value="15.0", description="frames per second of the source"),
+                              description="source of image_source_node: sample, a video, an image folder, "
+                                          "a rosbag"),
+        DeclareLaunchArgument("source_rate", default_value="15.0",
+                              description="frames per second of the source"),
         DeclareLaunchArgument(
             "fastdds_builtin_transports",
             default_value=EnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS", default_value="LARGE_DATA"),
             description="Fast DDS transports of the launched processes (LARGE_DATA carries big images)"),
     ]
 
-    transports = SetEnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS", LaunchConfiguration("fastdds_builtin_transports"))
+    transports = SetEnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS",
+                                        LaunchConfiguration("fastdds_builtin_transports"))
 
     stylize = Node(
         package=PACKAGE,

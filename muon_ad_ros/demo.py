@@ -21,6 +21,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -75,8 +76,8 @@ def parse_size(text: str) -> tuple[int, int]:
 def node_commands(args, params_file: Path, out_dir: Path, untrained: bool) -> dict[str, list[str]]:
     """The command line of each node: the params file, then the demo's own choices on top."""
     width, height = parse_size(args.size)
-    source = ["source:=" + (str(Path(args.input).expanduser().resolve()) if args.input != "sample" else "sample"),
-              f"rate:={float(args.rate)}", f"width:={width}", f"height:={height}"]
+    source_spec = str(Path(args.input).expanduser().resolve()) if args.input != "sample" else "sample"
+    source = [f"source:={source_spec}", f"rate:={float(args.rate)}", f"width:={width}", f"height:={height}"]
     if args.bag_topic:
         source.append(f"bag_topic:={args.bag_topic}")
     stylize = [f"model:={args.model}", f"backend:={args.backend}", f"precision:={args.precision}"]
@@ -87,8 +88,10 @@ def node_commands(args, params_file: Path, out_dir: Path, untrained: bool) -> di
     title = f"muon-ad demo - model {args.model}" + (" - UNTRAINED" if untrained else "")
     recorder = [f"output_dir:={out_dir}", f"video_fps:={float(args.rate)}", f"sheet_title:={title}"]
     commands = {}
-    for node, overrides in (("image_source_node", source), ("stylize_node", stylize), ("recorder_node", recorder)):
-        cmd = [sys.executable, "-m", f"{PACKAGE}.nodes.{node}", "--ros-args", "--params-file", str(params_file)]
+    for node, overrides in (("image_source_node", source), ("stylize_node", stylize),
+                            ("recorder_node", recorder)):
+        cmd = [sys.executable, "-m", f"{PACKAGE}.nodes.{node}", "--ros-args",
+               "--params-file", str(params_file)]
         for item in overrides:
             cmd += ["-p", item]
         commands[node] = cmd
@@ -144,10 +147,12 @@ class Monitor:
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.parameter_client import AsyncParameterClient
+        from rclpy.signals import SignalHandlerOptions
 
         self.rclpy = rclpy
         self.context = rclpy.Context()
-        rclpy.init(args=[], context=self.context)
+        # Ctrl-C stays a plain KeyboardInterrupt (rclpy's handler would shut this context down first).
+        rclpy.init(args=[], context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node("muon_ad_demo", context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
@@ -219,7 +224,8 @@ def run(args) -> int:
     env = dds_environment(args.domain_id)
     os.environ.update({k: env[k] for k in ("FASTDDS_BUILTIN_TRANSPORTS", "ROS_DOMAIN_ID")})
     print(f"muon-ad demo: {args.input} -> stylize_node ({model.id}, {args.backend}) -> recorder -> {out_dir}")
-    print(f"  ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}  FASTDDS_BUILTIN_TRANSPORTS={env['FASTDDS_BUILTIN_TRANSPORTS']}")
+    print(f"  ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}  "
+          f"FASTDDS_BUILTIN_TRANSPORTS={env['FASTDDS_BUILTIN_TRANSPORTS']}")
     if untrained:
         print(f"  NOTE: model {model.id} is UNTRAINED (seeded random weights): its {len(styles)} 'styles' "
               "are not real styles and the output looks like noise. Train or install a trained model.")
@@ -227,6 +233,8 @@ def run(args) -> int:
     children = Children(log_dir, env)
     monitor = None
     t_start = time.monotonic()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)  # a SIGTERM stops the nodes cleanly, as Ctrl-C does
     try:
         for name, cmd in node_commands(args, params_file, out_dir, untrained).items():
             children.start(name, cmd)
@@ -248,7 +256,8 @@ def run(args) -> int:
             monitor.spin_for(args.seconds_per_style)
             d = monitor.diagnostics
             print(f"  style {style:<16} out {float(d.get('output_rate_hz', 0)):5.1f} Hz  "
-                  f"inference p50 {_ms(d, 'inference_p50_ms')}  stamp->publish p50 {_ms(d, 'stamp_to_publish_p50_ms')}")
+                  f"inference p50 {_ms(d, 'inference_p50_ms')}  "
+                  f"stamp->publish p50 {_ms(d, 'stamp_to_publish_p50_ms')}")
         children.stop("image_source_node")
         monitor.spin_for(1.0)   # the last frames drain; one more diagnostics message
         diagnostics = dict(monitor.diagnostics)
@@ -261,6 +270,10 @@ def run(args) -> int:
         children.stop_all()
 
     return _report(out_dir, children, diagnostics, time.monotonic() - t_start)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _fail(children: Children, why: str) -> int:
@@ -285,7 +298,8 @@ def _report(out_dir: Path, children: Children, diagnostics: dict, wall_s: float)
     print(f"\nmuon-ad demo: {summary['frames']} stylized frames recorded in {summary['seconds']:.1f} s "
           f"(wall time {wall_s:.0f} s)")
     print(f"  FPS              {summary['fps'] or 0:.1f} recorded, stylize_node in "
-          f"{float(d.get('input_rate_hz', 'nan')):.1f} Hz / out {float(d.get('output_rate_hz', 'nan')):.1f} Hz, "
+          f"{float(d.get('input_rate_hz', 'nan')):.1f} Hz / out "
+          f"{float(d.get('output_rate_hz', 'nan')):.1f} Hz, "
           f"dropped {d.get('dropped', '?')} of {d.get('frames_in', '?')}")
     print(f"  latency          camera stamp -> recorder: p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms")
     print(f"  stylize_node     stamp -> publish p50 {_ms(d, 'stamp_to_publish_p50_ms')}, p95 "
@@ -322,7 +336,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers):
     """Add the ``demo`` sub-command to the ``muon-ad`` parser."""
-    p = subparsers.add_parser("demo", help="run source -> stylize_node -> recorder over ROS 2 on a bundled sample",
+    p = subparsers.add_parser("demo",
+                              help="run source -> stylize_node -> recorder over ROS 2 on a bundled sample",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.set_defaults(func=run)

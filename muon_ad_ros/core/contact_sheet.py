@@ -40,7 +40,8 @@ class VideoRecorder:
     def __init__(self, path: os.PathLike, fps: float):
         self.path = Path(path)
         if self.path.suffix.lower() not in VIDEO_FOURCC:
-            raise ConfigError(f"video file must end in one of {', '.join(VIDEO_FOURCC)}, got {self.path.name}")
+            raise ConfigError(f"video file must end in one of {', '.join(VIDEO_FOURCC)}, "
+                              f"got {self.path.name}")
         if not fps > 0:
             raise ConfigError(f"video fps must be positive, got {fps}")
         self.fps = float(fps)
@@ -153,7 +154,8 @@ def make_contact_sheet(tiles: list[Tile], columns: int = 4, title: str = "",
         h, w = tile.thumb.shape[:2]
         sheet[y:y + h, x:x + w] = tile.thumb
         caption = f"{tile.label}  #{tile.index}" if tile.label else f"#{tile.index}"
-        cv2.putText(sheet, caption, (x + 2, y + th + text_h - 6), font, scale, (235, 235, 235), 1, cv2.LINE_AA)
+        cv2.putText(sheet, caption, (x + 2, y + th + text_h - 6), font, scale, (235, 235, 235), 1,
+                    cv2.LINE_AA)
     return sheet
 
 

@@ -49,7 +49,8 @@ def rgb_to_image(rgb: np.ndarray, header: Header, encoding: str = "rgb8") -> Ima
     return msg
 
 
-def rgb_to_compressed(rgb: np.ndarray, header: Header, fmt: str = "jpeg", quality: int = 90) -> CompressedImage:
+def rgb_to_compressed(rgb: np.ndarray, header: Header, fmt: str = "jpeg",
+                      quality: int = 90) -> CompressedImage:
     format_str, data = encode_compressed(rgb, fmt, quality)
     msg = CompressedImage()
     msg.header = header

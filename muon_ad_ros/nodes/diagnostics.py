@@ -28,9 +28,11 @@ def stylize_status(node, malformed_since_last: int) -> DiagnosticStatus:
     if counts["frames_in"] == 0:
         level, message = DiagnosticStatus.WARN, f"waiting for images on {node.sub.topic_name}"
     elif node.rate_in.seconds_since_last() > STALE_AFTER_S:
-        level, message = DiagnosticStatus.WARN, f"no image on {node.sub.topic_name} for over {STALE_AFTER_S:g} s"
+        level = DiagnosticStatus.WARN
+        message = f"no image on {node.sub.topic_name} for over {STALE_AFTER_S:g} s"
     if malformed_since_last:
-        level, message = DiagnosticStatus.WARN, f"{malformed_since_last} malformed message(s): {node._last_problem}"
+        level = DiagnosticStatus.WARN
+        message = f"{malformed_since_last} malformed message(s): {node._last_problem}"
     if counts["errors"] and counts["frames_out"] == 0:
         level, message = DiagnosticStatus.ERROR, f"no frame stylized: {node._last_problem}"
 

@@ -30,13 +30,17 @@ PARAMS = (
     ParamSpec("loop", True, "start over at the end of the source"),
     ParamSpec("max_frames", 0, "stop after this many frames (0: never)", int_range=(0, 2**31 - 1)),
     ParamSpec("width", 0, "output width (0: source width; the sample's default is 640)", int_range=(0, 8192)),
-    ParamSpec("height", 0, "output height (0: source height; the sample's default is 480)", int_range=(0, 8192)),
-    ParamSpec("sample_frames_per_image", 45, "frames per photo of the built-in sample", int_range=(1, 100000)),
+    ParamSpec("height", 0, "output height (0: source height; the sample's default is 480)",
+              int_range=(0, 8192)),
+    ParamSpec("sample_frames_per_image", 45, "frames per photo of the built-in sample",
+              int_range=(1, 100000)),
     ParamSpec("frame_id", "camera", "header.frame_id of the published frames"),
     ParamSpec("encoding", "rgb8", "encoding of the published Image", choices=SUPPORTED_ENCODINGS),
     ParamSpec("output_topic", "image_raw", "image topic", check=check_topic),
-    ParamSpec("publish_camera_info", True, "publish a nominal (uncalibrated, 60 deg) CameraInfo beside the image"),
-    ParamSpec("publish_compressed", False, "also publish a JPEG CompressedImage on <output_topic>/compressed"),
+    ParamSpec("publish_camera_info", True,
+              "publish a nominal (uncalibrated, 60 deg) CameraInfo beside the image"),
+    ParamSpec("publish_compressed", False,
+              "also publish a JPEG CompressedImage on <output_topic>/compressed"),
     ParamSpec("jpeg_quality", 90, "JPEG quality of the compressed frames", int_range=(1, 100)),
     ParamSpec("qos_reliability", "reliable", "reliability of the publishers", choices=QOS_RELIABILITY),
     ParamSpec("qos_depth", 1, "history depth of the publishers", int_range=(1, 100)),
@@ -96,7 +100,8 @@ class ImageSourceNode(Node):
         if self.pub_info is not None:
             self.pub_info.publish(self._camera_info(header, width, height))
         if self.pub_compressed is not None:
-            self.pub_compressed.publish(conv.rgb_to_compressed(frame.rgb, header, "jpeg", self.params["jpeg_quality"]))
+            self.pub_compressed.publish(
+                conv.rgb_to_compressed(frame.rgb, header, "jpeg", self.params["jpeg_quality"]))
         self.sent += 1
 
 

@@ -58,7 +58,8 @@ class ParamSpec:
 
     def validate(self, value: Any) -> Optional[str]:
         """None if ``value`` is acceptable, else why not."""
-        if type(value) is not type(self.default) and not (isinstance(self.default, float) and type(value) is int):
+        int_for_float = isinstance(self.default, float) and type(value) is int
+        if type(value) is not type(self.default) and not int_for_float:
             return f"{self.name} must be a {type(self.default).__name__}, got {value!r}"
         if self.choices and value not in self.choices:
             return f"{self.name} must be one of {', '.join(map(str, self.choices))}, got {value!r}"
@@ -98,7 +99,8 @@ def make_on_set_callback(specs: Sequence[ParamSpec], apply: Callable[[str, Any],
             if spec is None:
                 continue  # not ours (e.g. use_sim_time): rclpy's own checks apply
             if not spec.dynamic:
-                return SetParametersResult(successful=False, reason=f"{p.name} is read-only (set it at start-up)")
+                return SetParametersResult(successful=False,
+                                           reason=f"{p.name} is read-only (set it at start-up)")
             reason = spec.validate(p.value)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)

@@ -27,7 +27,8 @@ from muon_ad_ros.core.contact_sheet import SheetCollector, VideoRecorder, make_c
 from muon_ad_ros.core.errors import ImageFormatError, MuonAdError
 from muon_ad_ros.core.rolling_stats import PercentileWindow, RateMeter
 from muon_ad_ros.nodes import conversions as conv
-from muon_ad_ros.nodes.params import QOS_RELIABILITY, TRANSPORTS, ParamSpec, check_topic, declare_all, qos_profile
+from muon_ad_ros.nodes.params import (QOS_RELIABILITY, TRANSPORTS, ParamSpec, check_topic, declare_all,
+                                      qos_profile)
 
 
 def _file_name(value: str):
@@ -36,20 +37,23 @@ def _file_name(value: str):
 
 PARAMS = (
     ParamSpec("input_topic", "image_stylized", "image topic to record", check=check_topic),
-    ParamSpec("input_transport", "raw", "'raw' Image on input_topic or 'compressed' on <input_topic>/compressed",
+    ParamSpec("input_transport", "raw",
+              "'raw' Image on input_topic or 'compressed' on <input_topic>/compressed",
               choices=TRANSPORTS),
     ParamSpec("output_dir", "out/recording", "folder for the video, contact sheet and summary",
               check=lambda v: None if v.strip() else "output_dir must not be empty"),
     ParamSpec("video_file", "stylized.mp4", "video file name (.mp4 or .avi) in output_dir ('' : no video)",
               check=lambda v: None if v == "" else _file_name(v)),
     ParamSpec("video_fps", 15.0, "frame rate written into the video", float_range=(0.1, 1000.0)),
-    ParamSpec("contact_sheet_file", "contact_sheet.png", "contact sheet file name in output_dir", check=_file_name),
+    ParamSpec("contact_sheet_file", "contact_sheet.png", "contact sheet file name in output_dir",
+              check=_file_name),
     ParamSpec("summary_file", "summary.json", "summary file name in output_dir", check=_file_name),
     ParamSpec("sheet_tiles", 12, "at most this many tiles on the contact sheet", int_range=(1, 400)),
     ParamSpec("sheet_columns", 4, "tiles per row of the contact sheet", int_range=(1, 40)),
     ParamSpec("thumb_width", 320, "tile width in pixels", int_range=(16, 4096)),
     ParamSpec("sheet_title", "", "title line of the contact sheet"),
-    ParamSpec("label_node", "stylize_node", "label tiles with a parameter of this node (name or /ns/name; '' : none)"),
+    ParamSpec("label_node", "stylize_node",
+              "label tiles with a parameter of this node (name or /ns/name; '' : none)"),
     ParamSpec("label_parameter", "style", "the parameter of label_node that labels the tiles"),
     ParamSpec("max_frames", 0, "stop after this many frames (0: never)", int_range=(0, 2**31 - 1)),
     ParamSpec("qos_reliability", "reliable", "reliability of the subscription", choices=QOS_RELIABILITY),
@@ -62,7 +66,8 @@ class RecorderNode(Node):
         super().__init__("recorder_node", **node_kwargs)
         self.params = p = declare_all(self, PARAMS)
         self.out_dir = Path(p["output_dir"]).expanduser()
-        self.video = VideoRecorder(self.out_dir / p["video_file"], p["video_fps"]) if p["video_file"] else None
+        self.video = (VideoRecorder(self.out_dir / p["video_file"], p["video_fps"])
+                      if p["video_file"] else None)
         self.sheet = SheetCollector(p["sheet_tiles"], p["thumb_width"])
         self.latency = PercentileWindow(100000)    # stamp -> receive, ms: the end-to-end latency
         self.rate = RateMeter()
@@ -101,7 +106,8 @@ class RecorderNode(Node):
             self._label_request = self.label_client.get_parameters([self.params["label_parameter"]])
             self._label_request.add_done_callback(self._on_label_reply)
         lat = self.latency.summary()
-        status = DiagnosticStatus(level=DiagnosticStatus.OK, name=f"{self.get_fully_qualified_name()}: recording",
+        status = DiagnosticStatus(level=DiagnosticStatus.OK,
+                                  name=f"{self.get_fully_qualified_name()}: recording",
                                   message=f"{self.frames} frames recorded")
         values = {"frames": self.frames, "rate_hz": f"{self.rate.rate():.2f}", "malformed": self.malformed,
                   "label": self.label, "stamp_to_receive_p50_ms": f"{lat['p50']:.2f}",
@@ -161,8 +167,8 @@ class RecorderNode(Node):
         summary = {
             "topic": self.sub.topic_name, "frames": self.frames, "malformed": self.malformed,
             "seconds": round(span, 3), "fps": round((self.frames - 1) / span, 2) if span > 0 else None,
-            "latency_stamp_to_receive_ms": {k: (None if isinstance(v, float) and math.isnan(v) else round(v, 2))
-                                            for k, v in lat.items()},
+            "latency_stamp_to_receive_ms": {
+                k: (None if isinstance(v, float) and math.isnan(v) else round(v, 2)) for k, v in lat.items()},
             "labels": self.labels_seen,
             "video": str(video) if video else None, "contact_sheet": str(sheet_path) if sheet_path else None,
         }

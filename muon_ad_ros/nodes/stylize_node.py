@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 
-import cv2
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException
@@ -26,6 +25,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from muon_ad_ros.core.engines import BACKENDS, PRECISIONS
 from muon_ad_ros.core.errors import ConfigError, ImageFormatError, MuonAdError
+from muon_ad_ros.core.frame_sources import fit_frame
 from muon_ad_ros.core.image_codec import SUPPORTED_ENCODINGS
 from muon_ad_ros.core.rolling_stats import RateMeter, StageTimes
 from muon_ad_ros.core.stylizer import MAX_SIDE_LIMIT, Stylizer
@@ -37,12 +37,15 @@ from muon_ad_ros.nodes.params import (COMPRESSED_FORMATS, QOS_RELIABILITY, TRANS
 
 
 def _check_device(value: str):
-    return None if value == "cpu" or value.startswith("cuda") else f"device must be 'cpu' or 'cuda[:N]', got {value!r}"
+    if value == "cpu" or value.startswith("cuda"):
+        return None
+    return f"device must be 'cpu' or 'cuda[:N]', got {value!r}"
 
 
 SIZE = (0, MAX_SIDE_LIMIT)
 PARAMS = (
-    ParamSpec("model", "default", "model id ('default', a shipped id), model card, .onnx or .safetensors path"),
+    ParamSpec("model", "default",
+              "model id ('default', a shipped id), model card, .onnx or .safetensors path"),
     ParamSpec("backend", "onnxruntime", "inference backend", choices=BACKENDS),
     ParamSpec("precision", "fp32", "numeric precision of the engine", choices=PRECISIONS),
     ParamSpec("device", "cpu", "'cpu' or 'cuda[:N]'", check=_check_device),
@@ -51,10 +54,12 @@ PARAMS = (
               dynamic=True),
     ParamSpec("strength", 1.0, "blend of stylized and input image, 0..1; changes live", dynamic=True,
               float_range=(0.0, 1.0)),
-    ParamSpec("network_width", 0, "fixed network input width (with network_height; 0: frame size)", int_range=SIZE),
+    ParamSpec("network_width", 0, "fixed network input width (with network_height; 0: frame size)",
+              int_range=SIZE),
     ParamSpec("network_height", 0, "fixed network input height (with network_width; 0: frame size)",
               int_range=SIZE),
-    ParamSpec("max_side", 0, "cap on the network input's longer side, frame-size mode (0: none)", int_range=SIZE),
+    ParamSpec("max_side", 0, "cap on the network input's longer side, frame-size mode (0: none)",
+              int_range=SIZE),
     ParamSpec("output_width", 0, "output image width (with output_height; 0: input size)", int_range=SIZE),
     ParamSpec("output_height", 0, "output image height (with output_width; 0: input size)", int_range=SIZE),
     ParamSpec("output_encoding", "rgb8", "encoding of the output Image", choices=SUPPORTED_ENCODINGS),
@@ -67,7 +72,8 @@ PARAMS = (
     ParamSpec("compressed_format", "jpeg", "codec of the compressed output", choices=COMPRESSED_FORMATS),
     ParamSpec("jpeg_quality", 90, "JPEG quality of the compressed output; changes live", dynamic=True,
               int_range=(1, 100)),
-    ParamSpec("qos_reliability", "best_effort", "reliability of the input subscription", choices=QOS_RELIABILITY),
+    ParamSpec("qos_reliability", "best_effort", "reliability of the input subscription",
+              choices=QOS_RELIABILITY),
     ParamSpec("qos_depth", 1, "history depth of the input subscription", int_range=(1, 100)),
     ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", float_range=(0.1, 60.0)),
 )
@@ -101,8 +107,10 @@ class StylizeNode(Node):
             self.sub = self.create_subscription(CompressedImage, self.input_topic + "/compressed",
                                                 lambda m: self._on_frame(m, True), in_qos)
         else:
-            self.sub = self.create_subscription(Image, self.input_topic, lambda m: self._on_frame(m, False), in_qos)
-        self.info_sub = self.create_subscription(CameraInfo, self.info_in_topic, self._on_info, qos_profile_sensor_data)
+            self.sub = self.create_subscription(Image, self.input_topic,
+                                                lambda m: self._on_frame(m, False), in_qos)
+        self.info_sub = self.create_subscription(CameraInfo, self.info_in_topic, self._on_info,
+                                                 qos_profile_sensor_data)
         self.pub = self.create_publisher(Image, self.output_topic, qos_profile("reliable", 1))
         self.pub_compressed = (self.create_publisher(CompressedImage, self.output_topic + "/compressed",
                                                      qos_profile("reliable", 1))
@@ -127,7 +135,8 @@ class StylizeNode(Node):
             f"{self.sub.topic_name} ({p['input_transport']}, {p['qos_reliability']}) -> {self.output_topic}, "
             f"camera info {self.info_in_topic} -> {self.info_out_topic}")
         if self.stylizer.card.get("untrained"):
-            self.get_logger().warning(f"model {self.stylizer.card.get('id')} is UNTRAINED: its output is not a style")
+            self.get_logger().warning(
+                f"model {self.stylizer.card.get('id')} is UNTRAINED: its output is not a style")
 
     # -- parameters ------------------------------------------------------------------------------
     def _describe_style(self, style) -> str:
@@ -170,7 +179,8 @@ class StylizeNode(Node):
             except Exception as exc:  # never let one frame kill the worker
                 self.counts["errors"] += 1
                 self._last_problem = f"{type(exc).__name__}: {exc}"
-                self.get_logger().error(f"stylizing a frame failed: {self._last_problem}", throttle_duration_sec=5.0)
+                self.get_logger().error(f"stylizing a frame failed: {self._last_problem}",
+                                        throttle_duration_sec=5.0)
 
     def _process(self, msg, compressed: bool, t_received: float) -> None:
         t0 = time.perf_counter()
@@ -192,18 +202,17 @@ class StylizeNode(Node):
             return
         out = result.image
         in_size = (rgb.shape[1], rgb.shape[0])
-        out_size = (self.params["output_width"], self.params["output_height"]) if self.params["output_width"] \
-            else in_size
-        if out_size != in_size:
-            out = cv2.resize(out, out_size, interpolation=cv2.INTER_AREA if out_size[0] * out_size[1] < in_size[0] * in_size[1]
-                             else cv2.INTER_LINEAR)
+        out_size = in_size
+        if self.params["output_width"]:
+            out_size = (self.params["output_width"], self.params["output_height"])
+            out = fit_frame(out, *out_size)
         t2 = time.perf_counter()
 
         header = msg.header
         self.pub.publish(conv.rgb_to_image(out, header, self.params["output_encoding"]))
         if self.pub_compressed is not None:
-            self.pub_compressed.publish(conv.rgb_to_compressed(out, header, self.params["compressed_format"],
-                                                               self.params["jpeg_quality"]))
+            self.pub_compressed.publish(conv.rgb_to_compressed(
+                out, header, self.params["compressed_format"], self.params["jpeg_quality"]))
         with self._infos_lock:
             info = conv.find_by_stamp(self._infos, conv.stamp_to_ns(header.stamp))
         if info is not None:
@@ -214,9 +223,11 @@ class StylizeNode(Node):
         self.rate_out.tick()
         self.counts["frames_out"] += 1
         ms = 1e3
+        timings = result.timings
+        resize_ms = (t2 - t1) * ms - timings["total"]
         self.times.add_all({"queue": (t0 - t_received) * ms, "decode": (t1 - t0) * ms,
-                            "preprocess": result.timings["preprocess"], "inference": result.timings["inference"],
-                            "postprocess": result.timings["postprocess"] + (t2 - t1) * ms - result.timings["total"],
+                            "preprocess": timings["preprocess"], "inference": timings["inference"],
+                            "postprocess": timings["postprocess"] + resize_ms,
                             "publish": (t3 - t2) * ms, "receive_to_publish": (t3 - t_received) * ms,
                             "stamp_to_publish": (now_ns - conv.stamp_to_ns(header.stamp)) / 1e6})
 
