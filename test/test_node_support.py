@@ -254,3 +254,30 @@ def test_param_spec_validation():
     assert "invalid topic" in check_topic("bad topic")
     descriptor = rate.descriptor()
     assert descriptor.read_only and descriptor.floating_point_range[0].to_value == 100.0
+
+
+def test_demo_is_a_muon_ad_sub_command():
+    from muon_ad_ros import demo
+    from muon_ad_ros.cli import build_parser
+
+    args = build_parser().parse_args(["demo", "--seconds-per-style", "2", "--size", "320x240"])
+    assert args.func is demo.run and args.seconds_per_style == 2.0 and args.output_dir == "out/demo"
+    assert demo.parse_size(args.size) == (320, 240)
+    with pytest.raises(ConfigError):
+        demo.parse_size("big")
+    commands = demo.node_commands(args, demo.config_dir() / "demo.yaml", demo.Path("/tmp/x"), untrained=True)
+    assert set(commands) == {"image_source_node", "stylize_node", "recorder_node"}
+    assert all(str(demo.config_dir() / "demo.yaml") in cmd for cmd in commands.values())
+    assert "width:=320" in commands["image_source_node"] and "model:=default" in commands["stylize_node"]
+
+
+def test_demo_environment_carries_large_images(monkeypatch):
+    from muon_ad_ros import demo
+
+    monkeypatch.delenv("FASTDDS_BUILTIN_TRANSPORTS", raising=False)
+    monkeypatch.delenv("ROS_DOMAIN_ID", raising=False)
+    env = demo.dds_environment(None)
+    assert env["FASTDDS_BUILTIN_TRANSPORTS"] == "LARGE_DATA" and 100 <= int(env["ROS_DOMAIN_ID"]) <= 199
+    monkeypatch.setenv("FASTDDS_BUILTIN_TRANSPORTS", "UDPv4")               # a user's choice is kept
+    env = demo.dds_environment(7)
+    assert env["FASTDDS_BUILTIN_TRANSPORTS"] == "UDPv4" and env["ROS_DOMAIN_ID"] == "7"

@@ -459,3 +459,21 @@ def test_demo_runs_end_to_end(tmp_path, domain):
     assert summary["labels"][-len(model.styles):] == model.styles          # every style was shown
     assert "FPS" in stdout and "p50" in stdout and "p95" in stdout
     assert ("UNTRAINED" in stdout) == bool(model.card.get("untrained"))
+
+
+def test_demo_exits_non_zero_when_no_frame_comes_through(tmp_path, domain):
+    """A stylizer that cannot start (TensorRT is not installed here, or no GPU) means no frame:
+    the demo says why, shows the node's log and exits 1 instead of waiting forever."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt is installed here, so the tensorrt backend may well start")
+    demo_domain = 100 + (domain - 100 + 25) % 100
+    cmd = [sys.executable, "-m", "muon_ad_ros.demo", "--output-dir", str(tmp_path / "demo"), "--backend",
+           "tensorrt", "--size", "160x120", "--domain-id", str(demo_domain), "--startup-timeout", "60"]
+    run = subprocess.run(cmd, cwd=ROOT, env=ros_env(demo_domain), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "FAILED" in run.stderr and "stylize_node exited" in run.stderr
+    assert "tensorrt" in run.stderr.lower()                        # the node's own reason, from its log
