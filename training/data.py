@@ -134,7 +134,12 @@ def load_styles(cfg: DataConfig, base: Path = Path(".")) -> list[torch.Tensor]:
     out = []
     for ref in cfg.styles:
         path = ref.path if ref.path.startswith("skimage:") else str(_expand([ref.path], base)[0])
-        out.append(resize_square(read_image(path), cfg.style_size))
+        image = read_image(path)
+        if ref.tile < 1:
+            raise ConfigError(f"style {ref.name!r}: tile must be >= 1, got {ref.tile}")
+        if ref.tile > 1:  # small GIMP-style patterns: tile instead of blowing up their texture
+            image = image.repeat(1, ref.tile, ref.tile)
+        out.append(resize_square(image, cfg.style_size))
     return out
 
 

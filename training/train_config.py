@@ -32,6 +32,7 @@ class StyleRef:
 
     name: str
     path: str
+    tile: int = 1  # repeat a small tileable pattern tile x tile before resizing (keeps its scale)
 
 
 @dataclass
@@ -144,6 +145,7 @@ class ExportConfig:
     precisions: list[str] = field(default_factory=lambda: ["fp32", "fp16", "int8"])
     latency_runs: int = 10  # CPU latency measured for the card; 0 skips it
     strict: bool = True  # refuse to write a bundle that misses its parity tolerances
+    provenance: dict = field(default_factory=dict)  # copied into the card: data sources and licences
 
 
 @dataclass
