@@ -1,6 +1,7 @@
 """The student's loss: what the student's output should be, measured through the frozen teacher.
 
     L = w_recon * L1(y, x) + w_color * L_color(y, x)                       (phase 1: keep the content)
+      + w_style_color * L_color(y, style)                                  (the style's palette)
       + L_distill + lambda * L_content                                     (phase 2-3: L_tot)
     L_distill = w_ad * AD(teacher(y), teacher(style))                      (losses.ad_loss)
               + w_target * L1(y, cached teacher target)                    (when targets are cached)
@@ -95,6 +96,11 @@ class StudentLoss:
             add("recon", weights.recon, F.l1_loss(y, x))
         if weights.color:
             add("color", weights.color, color_loss(y, x))
+        if weights.style_color:
+            # The teacher's taps (stride 8 and 16, after many ReLU6 layers) barely see absolute
+            # colour; the style's palette is matched directly by its channel statistics.
+            ref = self.styles[style][None].to(y.device)
+            add("style_color", weights.style_color, color_loss(y, ref.expand(y.shape[0], -1, -1, -1)))
         if weights.target:
             if target is None:
                 raise ValueError("weights.target > 0 but the batch has no teacher target")

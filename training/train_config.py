@@ -101,6 +101,7 @@ class LossWeights:
     ad: float = 0.0  # AD loss of the student's output through the teacher
     target: float = 0.0  # L1(student, cached teacher target) when targets are enabled
     attn: float = 0.0  # KL(teacher attention || student attention)
+    style_color: float = 0.0  # per-channel mean/std of student vs the style reference (its palette)
 
 
 @dataclass

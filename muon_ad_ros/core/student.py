@@ -5,8 +5,8 @@ Design, chosen for CPU / Jetson latency at 640x480 (see docs/benchmarks.md):
     image [B,3,H,W] in [0,1]           style_weights [B,S] (one-hot or a mixture)
       -> encoder: conv s2 -> dw-separable s2 -> dw-separable s2        [B,C,H/8,W/8]
       -> body: residual dw-separable blocks at H/8, and self-attention blocks that run on an
-         H/16 token grid (2x2 average pool -> multi-head self-attention -> nearest upsample, residual)
-      -> decoder: nearest x2 + dw-separable, twice, then 1x1 conv + pixel shuffle x2  [B,3,H,W]
+         H/16 token grid (2x2 average pool -> multi-head self-attention -> bilinear upsample, residual)
+      -> decoder: bilinear x2 + dw-separable, twice, then dw 3x3 + 1x1 + pixel shuffle x2  [B,3,H,W]
 
 * Every normalisation is *conditional instance norm* (Dumoulin et al. 2017): instance statistics,
   then a per-style scale and shift looked up as ``style_weights @ table``. One set of convolution
@@ -87,6 +87,11 @@ class StudentConfig:
                 raise ValueError(f"StudentConfig.{name} must be positive")
         if any(h < 0 for h in self.attn_heads):
             raise ValueError("StudentConfig.attn_heads must be non-negative")
+
+
+def upsample2(x: torch.Tensor) -> torch.Tensor:
+    """Bilinear x2: nearest-neighbour upsampling leaves visible 8/16-pixel blocks in the output."""
+    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
 
 class ConditionalInstanceNorm(nn.Module):
@@ -212,7 +217,7 @@ class MultiHeadSelfAttention(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-    """Self-attention on the H/16 grid: 2x2 average pool, attention, nearest upsample, residual."""
+    """Self-attention on the H/16 grid: 2x2 average pool, attention, bilinear upsample, residual."""
 
     def __init__(self, channels: int, num_heads: int, head_dim: int):
         super().__init__()
@@ -222,7 +227,7 @@ class AttentionBlock(nn.Module):
         if self.attn.num_heads == 0:
             return x + self.attn.proj.bias.view(1, -1, 1, 1)
         update = self.attn(F.avg_pool2d(x, 2))  # [B,C,H/16,W/16]
-        return x + F.interpolate(update, scale_factor=2.0, mode="nearest")
+        return x + upsample2(update)
 
 
 class StudentNet(nn.Module):
@@ -243,7 +248,9 @@ class StudentNet(nn.Module):
         )
         self.up1 = ConvNormAct(SeparableConv(c3, c2), c2, s)  # after x2 upsample: H/4
         self.up2 = ConvNormAct(SeparableConv(c2, c1), c1, s)  # after x2 upsample: H/2
-        self.head = nn.Conv2d(c1, 3 * 4, 1)  # 12 channels -> pixel shuffle -> [B,3,H,W]
+        # depthwise 3x3 then 1x1 to 12 channels -> pixel shuffle -> [B,3,H,W]: the 3x3 context keeps
+        # the four sub-pixels of each 2x2 cell coherent (a bare 1x1 head leaves a 2x2 checkerboard)
+        self.head = nn.Sequential(nn.Conv2d(c1, c1, 3, 1, 1, groups=c1, bias=False), nn.Conv2d(c1, 3 * 4, 1))
 
     def _body_order(self) -> list[nn.Module]:
         """Residual blocks with an attention block after every ``attn_after_res_block`` of them."""
@@ -265,9 +272,9 @@ class StudentNet(nn.Module):
         x = self.down2(x, style_weights)  # [B,c3,H/8,W/8]
         for block in self._body_order():
             x = block(x, style_weights) if isinstance(block, ResidualBlock) else block(x)
-        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        x = upsample2(x)
         x = self.up1(x, style_weights)  # [B,c2,H/4,W/4]
-        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        x = upsample2(x)
         x = self.up2(x, style_weights)  # [B,c1,H/2,W/2]
         x = F.pixel_shuffle(self.head(x), 2)  # [B,3,H,W]
         return torch.sigmoid(x)
