@@ -188,10 +188,17 @@ class Monitor:
         result = future.result().results[0]
         return None if result.successful else result.reason
 
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.rclpy.try_shutdown(context=self.context)
+    def close(self, deadline_s: float = 5.0) -> None:
+        """Tear down, but give up after ``deadline_s``: Fast DDS's TCP transport (LARGE_DATA) can
+        block participant deletion for good (eProsima/Fast-DDS#2010), and the demo's work is done."""
+        def teardown():
+            self.executor.shutdown()
+            self.node.destroy_node()
+            self.rclpy.try_shutdown(context=self.context)
+
+        worker = threading.Thread(target=teardown, daemon=True)
+        worker.start()
+        worker.join(deadline_s)
 
 
 def _ms(diag: dict, key: str) -> str:

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -113,7 +114,14 @@ class RosTestNode:
         assert future.done(), "no answer within the timeout"
         return future.result()
 
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.rclpy.try_shutdown(context=self.context)
+    def close(self, deadline_s: float = 10.0) -> None:
+        """Tear down within ``deadline_s``: Fast DDS's TCP transport (LARGE_DATA) can block
+        participant deletion for good (eProsima/Fast-DDS#2010); a test must not hang on it."""
+        def teardown():
+            self.executor.shutdown()
+            self.node.destroy_node()
+            self.rclpy.try_shutdown(context=self.context)
+
+        worker = threading.Thread(target=teardown, daemon=True)
+        worker.start()
+        worker.join(deadline_s)

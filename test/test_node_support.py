@@ -281,3 +281,24 @@ def test_demo_environment_carries_large_images(monkeypatch):
     monkeypatch.setenv("FASTDDS_BUILTIN_TRANSPORTS", "UDPv4")               # a user's choice is kept
     env = demo.dds_environment(7)
     assert env["FASTDDS_BUILTIN_TRANSPORTS"] == "UDPv4" and env["ROS_DOMAIN_ID"] == "7"
+
+
+def test_node_teardown_has_a_deadline():
+    """A DDS teardown that blocks for good (Fast DDS TCP transport) must not keep a node process
+    alive: past the deadline it exits with the status it would have had."""
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
+    script = ("import sys, time\n"
+              "from muon_ad_ros.nodes.shutdown import shutdown\n"
+              "class StuckNode:\n"
+              "    def destroy_node(self):\n"
+              "        time.sleep(60)\n"
+              "print('files written', flush=True)\n"
+              "sys.exit(shutdown(StuckNode(), 3, deadline_s=0.5))\n")
+    t0 = time.monotonic()
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=50)
+    assert run.returncode == 3 and "files written" in run.stdout, run.stderr
+    assert time.monotonic() - t0 < 30

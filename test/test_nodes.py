@@ -261,6 +261,12 @@ def test_style_and_strength_change_at_run_time(wire, reference):
         assert_close(image_to_rgb(out), reference.stylize(rgb, style=1).image)
         assert np.abs(image_to_rgb(out).astype(int) - reference.stylize(rgb, style=0).image).mean() > 2
 
+        assert wire.set_params(style=2)[0].successful                  # an index, as `ros2 param set` sends it
+        out = wire.serve(wire.pub, rgb_to_image(rgb, wire.header()), "/image_stylized")
+        assert_close(image_to_rgb(out), reference.stylize(rgb, style=2).image)
+        assert not wire.set_params(style=7)[0].successful              # no such index
+        assert wire.set_params(style=styles[1])[0].successful
+
         assert wire.set_params(strength=0.0)[0].successful            # strength 0: the input itself
         out = wire.serve(wire.pub, rgb_to_image(rgb, wire.header()), "/image_stylized")
         assert_close(image_to_rgb(out), rgb)

@@ -21,6 +21,7 @@ from muon_ad_ros.core.frame_sources import looping, nominal_intrinsics, open_sou
 from muon_ad_ros.core.image_codec import SUPPORTED_ENCODINGS
 from muon_ad_ros.nodes import conversions as conv
 from muon_ad_ros.nodes.params import QOS_RELIABILITY, ParamSpec, check_topic, declare_all, qos_profile
+from muon_ad_ros.nodes.shutdown import shutdown
 
 PARAMS = (
     ParamSpec("source", "sample", "'sample' (built-in photos), a video file, an image folder or a rosbag",
@@ -107,7 +108,7 @@ class ImageSourceNode(Node):
 
 def main(args=None):
     rclpy.init(args=args)
-    node = None
+    node, code = None, 0
     try:
         node = ImageSourceNode()
         while rclpy.ok() and not node.done:
@@ -116,12 +117,8 @@ def main(args=None):
         pass
     except MuonAdError as exc:
         rclpy.logging.get_logger("image_source_node").fatal(str(exc))
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+        code = 2
+    return shutdown(node, code)
 
 
 if __name__ == "__main__":

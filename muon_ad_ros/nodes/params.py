@@ -39,12 +39,13 @@ class ParamSpec:
     int_range: Optional[tuple[int, int]] = None
     float_range: Optional[tuple[float, float]] = None
     check: Optional[Callable[[Any], Optional[str]]] = None   # extra check: None if fine, else the reason
+    any_type: bool = False                         # the type is left to ``check`` (e.g. a name or an index)
 
     def descriptor(self) -> ParameterDescriptor:
         d = ParameterDescriptor(description=self.description, read_only=not self.dynamic)
         # A float parameter takes an integer too ("rate:=15"): rclpy would reject the INTEGER type
         # outright, so typing is left to validate(), which accepts int for float and nothing else.
-        d.dynamic_typing = isinstance(self.default, float)
+        d.dynamic_typing = isinstance(self.default, float) or self.any_type
         constraints = []
         if self.choices:
             constraints.append("one of: " + ", ".join(repr(c) for c in self.choices))
@@ -59,7 +60,7 @@ class ParamSpec:
     def validate(self, value: Any) -> Optional[str]:
         """None if ``value`` is acceptable, else why not."""
         int_for_float = isinstance(self.default, float) and type(value) is int
-        if type(value) is not type(self.default) and not int_for_float:
+        if type(value) is not type(self.default) and not int_for_float and not self.any_type:
             return f"{self.name} must be a {type(self.default).__name__}, got {value!r}"
         if self.choices and value not in self.choices:
             return f"{self.name} must be one of {', '.join(map(str, self.choices))}, got {value!r}"

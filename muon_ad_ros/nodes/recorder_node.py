@@ -29,6 +29,7 @@ from muon_ad_ros.core.rolling_stats import PercentileWindow, RateMeter
 from muon_ad_ros.nodes import conversions as conv
 from muon_ad_ros.nodes.params import (QOS_RELIABILITY, TRANSPORTS, ParamSpec, check_topic, declare_all,
                                       qos_profile)
+from muon_ad_ros.nodes.shutdown import shutdown
 
 
 def _file_name(value: str):
@@ -190,7 +191,7 @@ def main(args=None):
     except MuonAdError as exc:
         rclpy.logging.get_logger("recorder_node").fatal(str(exc))
         code = 2
-    finally:
+    finally:  # whatever stopped the node, what was recorded is written
         if node is not None:
             try:
                 summary = node.finish()
@@ -198,9 +199,7 @@ def main(args=None):
             except MuonAdError as exc:
                 print(f"recorder_node: could not finish the recording: {exc}", file=sys.stderr)
                 code = 2
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    return shutdown(node, code)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from muon_ad_ros.core.stylizer import MAX_SIDE_LIMIT, Stylizer
 from muon_ad_ros.nodes import conversions as conv
 from muon_ad_ros.nodes.diagnostics import stylize_status
 from muon_ad_ros.nodes.latest_slot import LatestSlot
+from muon_ad_ros.nodes.shutdown import shutdown
 from muon_ad_ros.nodes.params import (COMPRESSED_FORMATS, QOS_RELIABILITY, TRANSPORTS, ParamSpec,
                                       check_topic, declare_all, make_on_set_callback, qos_profile)
 
@@ -40,6 +41,13 @@ def _check_device(value: str):
     if value == "cpu" or value.startswith("cuda"):
         return None
     return f"device must be 'cpu' or 'cuda[:N]', got {value!r}"
+
+
+def _check_style_type(value):
+    # `ros2 param set /stylize_node style 2` sends an integer, a name a string: both are fine.
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return None
+    return f"style must be a style name or an index, got {value!r}"
 
 
 SIZE = (0, MAX_SIDE_LIMIT)
@@ -51,7 +59,7 @@ PARAMS = (
     ParamSpec("device", "cpu", "'cpu' or 'cuda[:N]'", check=_check_device),
     ParamSpec("threads", 0, "CPU threads of the engine (0: the runtime's default)", int_range=(0, 256)),
     ParamSpec("style", "", "style name or index of the model ('' = the first style); changes live",
-              dynamic=True),
+              dynamic=True, any_type=True, check=_check_style_type),
     ParamSpec("strength", 1.0, "blend of stylized and input image, 0..1; changes live", dynamic=True,
               float_range=(0.0, 1.0)),
     ParamSpec("network_width", 0, "fixed network input width (with network_height; 0: frame size)",
@@ -250,7 +258,7 @@ class StylizeNode(Node):
 
 def main(args=None):
     rclpy.init(args=args)
-    node = None
+    node, code = None, 0
     try:
         node = StylizeNode()
         rclpy.spin(node)
@@ -258,12 +266,8 @@ def main(args=None):
         pass
     except MuonAdError as exc:  # bad configuration / model: one clear line, exit status 2
         rclpy.logging.get_logger("stylize_node").fatal(str(exc))
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+        code = 2
+    return shutdown(node, code)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,36 @@
+"""Ending a node process without hanging in DDS teardown.
+
+Fast DDS's TCP transport, which FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA enables, can block forever
+while a participant is deleted (eProsima/Fast-DDS#2010; seen here about once in a few dozen runs of
+the recorder, after its files were written). A node's work is done by then, so teardown gets a
+deadline: past it the process exits with the status it would have had.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+import rclpy
+
+TEARDOWN_DEADLINE_S = 5.0
+
+
+def _exit_now(code: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def shutdown(node, code: int = 0, deadline_s: float = TEARDOWN_DEADLINE_S) -> int:
+    """destroy_node + rclpy.try_shutdown within ``deadline_s``; returns ``code`` for sys.exit."""
+    watchdog = threading.Timer(deadline_s, _exit_now, args=(code,))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    finally:
+        watchdog.cancel()
+    return code
