@@ -59,6 +59,7 @@ setup(
         "rosbags>=0.10",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        "scikit-image>=0.22",  # the demo's bundled sample frames are scikit-image's photos
     ],
     extras_require={
         # ROS 2 Kilted from PyPI for machines without a ROS install. Never on a robot with apt ROS.
