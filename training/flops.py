@@ -81,6 +81,10 @@ def _separable(report: CostReport, name: str, conv: SeparableConv, h: int, w: in
 def _conv_any(report: CostReport, name: str, conv: nn.Module, h: int, w: int) -> tuple[int, int]:
     if isinstance(conv, SeparableConv):
         return _separable(report, name, conv, h, w)
+    if isinstance(conv, nn.Sequential):  # e.g. the head: depthwise 3x3 then 1x1
+        for i, part in enumerate(conv):
+            h, w = _conv_any(report, f"{name}.{i}", part, h, w)
+        return h, w
     macs, h, w = conv_macs(conv, h, w)
     report.add(name, macs)
     return h, w
@@ -133,12 +137,11 @@ def student_cost(model: StudentNet, hw: tuple[int, int]) -> CostReport:
             macs, other = attention_cost(block, h, w)
             report.add(f"attn_blocks.{attn_index}", macs, other)
             attn_index += 1
-    h, w = 2 * h, 2 * w  # nearest upsample (no arithmetic)
-    h, w = _conv_norm_act(report, "up1", model.up1, h, w)
-    h, w = 2 * h, 2 * w
-    h, w = _conv_norm_act(report, "up2", model.up2, h, w)
+    for name, block in (("up1", model.up1), ("up2", model.up2)):
+        report.other_ops += 4 * block.conv.depthwise.in_channels * (2 * h) * (2 * w)  # bilinear x2
+        h, w = _conv_norm_act(report, name, block, 2 * h, 2 * w)
     h, w = _conv_any(report, "head", model.head, h, w)
-    report.other_ops += model.head.out_channels * h * w  # bias
+    report.other_ops += model.head[-1].out_channels * h * w  # bias
     report.other_ops += 3 * (2 * h) * (2 * w) * 4  # sigmoid after pixel shuffle, ~4 ops per element
     return report
 
