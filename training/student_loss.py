@@ -1,7 +1,7 @@
 """The student's loss: what the student's output should be, measured through the frozen teacher.
 
     L = w_recon * L1(y, x) + w_color * L_color(y, x)                       (phase 1: keep the content)
-      + w_style_color * L_color(y, style)                                  (the style's palette)
+      + w_style_color * L_color(y, style) + w_tv * TV(y)                   (palette, smoothness)
       + L_distill + lambda * L_content                                     (phase 2-3: L_tot)
     L_distill = w_ad * AD(teacher(y), teacher(style))                      (losses.ad_loss)
               + w_target * L1(y, cached teacher target)                    (when targets are cached)
@@ -30,6 +30,11 @@ from .train_config import LossConfig, LossWeights
 def color_loss(y: Tensor, x: Tensor) -> Tensor:
     """L1 between per-image, per-channel mean and std of y and x ([B,3,H,W]): the global colour."""
     return F.l1_loss(y.mean(dim=(2, 3)), x.mean(dim=(2, 3))) + F.l1_loss(y.std(dim=(2, 3)), x.std(dim=(2, 3)))
+
+
+def total_variation(y: Tensor) -> Tensor:
+    """Mean absolute difference of neighbouring pixels ([B,3,H,W]): penalises pixel-level noise."""
+    return (y[..., 1:, :] - y[..., :-1, :]).abs().mean() + (y[..., :, 1:] - y[..., :, :-1]).abs().mean()
 
 
 def teacher_attention(layer: LayerQKV) -> Tensor:
@@ -101,6 +106,8 @@ class StudentLoss:
             # colour; the style's palette is matched directly by its channel statistics.
             ref = self.styles[style][None].to(y.device)
             add("style_color", weights.style_color, color_loss(y, ref.expand(y.shape[0], -1, -1, -1)))
+        if weights.tv:
+            add("tv", weights.tv, total_variation(y))
         if weights.target:
             if target is None:
                 raise ValueError("weights.target > 0 but the batch has no teacher target")

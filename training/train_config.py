@@ -102,6 +102,7 @@ class LossWeights:
     target: float = 0.0  # L1(student, cached teacher target) when targets are enabled
     attn: float = 0.0  # KL(teacher attention || student attention)
     style_color: float = 0.0  # per-channel mean/std of student vs the style reference (its palette)
+    tv: float = 0.0  # total variation of the student's output (suppresses high-frequency grid noise)
 
 
 @dataclass

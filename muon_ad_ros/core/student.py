@@ -115,7 +115,7 @@ class SeparableConv(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1):
         super().__init__()
-        self.depthwise = nn.Conv2d(in_ch, in_ch, 3, stride, 1, groups=in_ch, bias=False)
+        self.depthwise = nn.Conv2d(in_ch, in_ch, 3, stride, 1, groups=in_ch, bias=False, padding_mode="reflect")
         self.pointwise = nn.Conv2d(in_ch, out_ch, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -239,7 +239,9 @@ class StudentNet(nn.Module):
         config.validate()
         self.config = config
         s, c1, c2, c3 = config.num_styles, config.stem_channels, config.mid_channels, config.body_channels
-        self.stem = ConvNormAct(nn.Conv2d(3, c1, 3, 2, 1, bias=False), c1, s)  # H/2
+        # Reflect padding everywhere: zero padding makes instance-normalised features at the frame
+        # border differ from the interior, which the stylizer paints as a coloured frame.
+        self.stem = ConvNormAct(nn.Conv2d(3, c1, 3, 2, 1, bias=False, padding_mode="reflect"), c1, s)  # H/2
         self.down1 = ConvNormAct(SeparableConv(c1, c2, stride=2), c2, s)  # H/4
         self.down2 = ConvNormAct(SeparableConv(c2, c3, stride=2), c3, s)  # H/8
         self.res_blocks = nn.ModuleList(ResidualBlock(c3, s) for _ in range(config.num_res_blocks))
@@ -250,7 +252,8 @@ class StudentNet(nn.Module):
         self.up2 = ConvNormAct(SeparableConv(c2, c1), c1, s)  # after x2 upsample: H/2
         # depthwise 3x3 then 1x1 to 12 channels -> pixel shuffle -> [B,3,H,W]: the 3x3 context keeps
         # the four sub-pixels of each 2x2 cell coherent (a bare 1x1 head leaves a 2x2 checkerboard)
-        self.head = nn.Sequential(nn.Conv2d(c1, c1, 3, 1, 1, groups=c1, bias=False), nn.Conv2d(c1, 3 * 4, 1))
+        self.head = nn.Sequential(nn.Conv2d(c1, c1, 3, 1, 1, groups=c1, bias=False, padding_mode="reflect"),
+                                  nn.Conv2d(c1, 3 * 4, 1))
 
     def _body_order(self) -> list[nn.Module]:
         """Residual blocks with an attention block after every ``attn_after_res_block`` of them."""
