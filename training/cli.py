@@ -51,7 +51,8 @@ def export_final(trainer: Trainer, summary: dict) -> Path:
         card_extra["provenance"] = cfg.export.provenance
     return export_bundle(trainer.model, Path(cfg.output_dir) / "export", cfg.export.model_id,
                          card_extra=card_extra, precisions=cfg.export.precisions,
-                         latency_runs=cfg.export.latency_runs, strict=cfg.export.strict)
+                         latency_runs=cfg.export.latency_runs, strict=cfg.export.strict,
+                         tolerances=cfg.export.tolerances or None)
 
 
 def main(argv=None) -> int:

@@ -76,13 +76,15 @@ def export_bundle(checkpoint_or_model: Union[str, os.PathLike, StudentNet], out_
                   card_extra: Optional[dict] = None, precisions: Sequence[str] = PRECISIONS,
                   parity_images: Optional[dict[str, np.ndarray]] = None, parity_max_side: int = 512,
                   int8_config: Optional[Int8Config] = None, latency_runs: int = 10,
-                  strict: bool = True, image_licences: Optional[dict[str, str]] = None) -> Path:
+                  strict: bool = True, image_licences: Optional[dict[str, str]] = None,
+                  tolerances: Optional[dict[str, dict]] = None) -> Path:
     """Write ``<id>.safetensors``, ``<id>.onnx`` (+ ``<id>.fp16.onnx``, ``<id>.int8.onnx``) and the card.
 
     ``calibration_images`` / ``parity_images``: name -> HxWx3 uint8 RGB (defaults: disjoint sets of
     skimage photos); ``image_licences``: name -> licence of the caller's images. ``card_extra`` goes
     into the card as is (training config, data provenance and licences...); metrics, tolerances and
-    pruning are added here. ``latency_runs=0`` skips latency.
+    pruning are added here. ``latency_runs=0`` skips latency. ``tolerances`` replaces the default
+    tolerance of the precisions it names (a model-specific promise, recorded in the card).
     Returns the card path.
     """
     precisions = list(dict.fromkeys(precisions))
@@ -124,7 +126,7 @@ def export_bundle(checkpoint_or_model: Union[str, os.PathLike, StudentNet], out_
                                                  list(calibration_images.values()), int8_config)
         got = measure_parity(fp32, extra_files["onnx_int8"], parity_images.values(), parity_max_side)
         parity["int8"] = {"vs": "onnx_fp32", **got.to_dict()}
-    tolerances = {p: dict(TOLERANCES[p]) for p in precisions}
+    tolerances = {p: dict((tolerances or {}).get(p, TOLERANCES[p])) for p in precisions}
     failures = _tolerance_failures(parity, tolerances)
     if failures and strict:
         for path in [fp32, *extra_files.values()]:

@@ -148,6 +148,7 @@ class ExportConfig:
     latency_runs: int = 10  # CPU latency measured for the card; 0 skips it
     strict: bool = True  # refuse to write a bundle that misses its parity tolerances
     provenance: dict = field(default_factory=dict)  # copied into the card: data sources and licences
+    tolerances: dict = field(default_factory=dict)  # per precision, replaces export.TOLERANCES[precision]
 
 
 @dataclass
