@@ -23,7 +23,12 @@ def _exit_now(code: int) -> None:
 
 
 def shutdown(node, code: int = 0, deadline_s: float = TEARDOWN_DEADLINE_S) -> int:
-    """destroy_node + rclpy.try_shutdown within ``deadline_s``; returns ``code`` for sys.exit."""
+    """destroy_node + rclpy.try_shutdown within ``deadline_s``, then end the process with ``code``.
+
+    The process ends here (``os._exit``) rather than through interpreter finalization: Fast DDS's
+    static destructors run at exit and can block the same way (seen in CI: a recorder that had
+    written its files never exited). Everything a node writes is closed before this is called.
+    """
     watchdog = threading.Timer(deadline_s, _exit_now, args=(code,))
     watchdog.daemon = True
     watchdog.start()
@@ -32,5 +37,5 @@ def shutdown(node, code: int = 0, deadline_s: float = TEARDOWN_DEADLINE_S) -> in
             node.destroy_node()
         rclpy.try_shutdown()
     finally:
-        watchdog.cancel()
-    return code
+        _exit_now(code)
+    return code  # not reached; keeps ``sys.exit(shutdown(...))`` readable
