@@ -33,6 +33,27 @@ def magenta_sessions(threads: int):
     return load("multistyle26"), load("arbitrary_predict"), load("arbitrary_transform")
 
 
+def plot(rows: list[dict], path: Path) -> None:
+    """Grouped bars: median ms per model at each size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = list(dict.fromkeys(r["size"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    fig, ax = plt.subplots(figsize=(8, 4), constrained_layout=True)
+    width = 0.8 / len(models)
+    for i, model in enumerate(models):
+        values = [next(r["median_ms"] for r in rows if r["size"] == s and r["model"] == model) for s in sizes]
+        ax.bar([k + i * width for k in range(len(sizes))], values, width, label=model)
+    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(sizes))], sizes)
+    ax.set_ylabel("median ms per frame (ONNX Runtime, CPU)")
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
@@ -73,6 +94,7 @@ def main() -> int:
     for r in rows:
         print(f"{r['size']:<9} {r['model']:<22} {r['median_ms']:>10.1f} {r['p90_ms']:>8.1f} "
               f"{r['ratio_vs_multistyle']:>13.2f}")
+    plot(rows, Path(args.out).with_suffix(".png"))
     write_json(Path(args.out), {"command": " ".join(["python"] + sys.argv), "machine": machine(),
                                 "model": files.id, "threads": args.threads, "rows": rows})
     print(f"wrote {args.out}")
