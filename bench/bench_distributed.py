@@ -104,7 +104,7 @@ def plot(res: dict, path: Path) -> None:
         b.bar(x + off, [get(w, s, "opt_step_ms_median") for w in worlds], width, bottom=fb, color=f"C{i}", label=s)
     a.set_title("bytes sent per rank per step (ring model)")
     a.set_ylabel("kB")
-    b.set_title("median step time: forward+backward (light) + optimizer step (dark)")
+    b.set_title("medians: forward+backward (light) + optimizer step (dark)")
     b.set_ylabel("ms")
     for ax in (a, b):
         ax.set_xticks(x, [f"{w} processes" + (" (oversubscribed)" if w > res["machine"]["cores"] else "") for w in worlds])
