@@ -46,7 +46,7 @@ from quality_report import PHOTOS, RandomGramNet, colour_hellinger, fit, gram_di
 from muon_ad_ros.core.checkpoint import load_student  # noqa: E402
 from muon_ad_ros.core.export import export_onnx  # noqa: E402
 from muon_ad_ros.core.quantize import measure_latency, one_hot, preprocess, psnr  # noqa: E402
-from muon_ad_ros.core.student import StudentNet, count_parameters  # noqa: E402
+from muon_ad_ros.core.student import StudentNet  # noqa: E402
 from muon_ad_ros.evaluation.metrics import luminance_ssim  # noqa: E402
 from muon_ad_training.flops import attention_share, student_cost  # noqa: E402
 from muon_ad_training.pruning import (REPORT_HW, EntropyPruner, PruningConfig, normalised_entropy,  # noqa: E402
@@ -115,32 +115,14 @@ def prune_to(model: StudentNet, state: dict | None, sparsity: float) -> tuple[St
         pruner = EntropyPruner(work, PruningConfig(target_sparsity=sparsity, min_observations=0, hysteresis=0.0))
         pruner.load_state_dict(state)
         pruner.update_masks(sparsity)
-    keep = [[i for i in range(a.num_heads) if float(a.head_mask[i]) != 0.0] for a in work.attention_modules()]
-    try:
-        work, _ = prune_structurally(work, REPORT_HW)
-    except AttributeError:  # training/flops.py predates the Sequential decoder head: prune without its stats
-        work.prune_heads(keep)
-    return work.eval(), {"heads_after": [a.num_heads for a in work.attention_modules()], "kept_heads": keep}
+    work, stats = prune_structurally(work, REPORT_HW)
+    return work.eval(), stats
 
 
 def cost(model: StudentNet) -> dict:
-    """MACs and parameters at 640x480: training/flops.py (analytic), or torch's FLOP counter where
-    flops.py cannot count this student (it predates the Sequential decoder head); the two agree
-    exactly where both work (test_analytic_macs_match_torch_flop_counter)."""
-    try:
-        r = student_cost(model, REPORT_HW)
-        attn = attention_share(r)
-        return {"macs": r.macs, "params": r.params, "attention_share": round(attn, 4),
-                "cost_source": "training/flops.py"}
-    except AttributeError:
-        from torch.utils.flop_counter import FlopCounterMode
-
-        model.set_attention_capture(True)  # explicit QK^T / AV matmuls, which the counter sees
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            model(torch.rand(1, 3, *REPORT_HW), model.style_weights_for(0))
-        model.set_attention_capture(False)
-        return {"macs": counter.get_total_flops() // 2, "params": count_parameters(model),
-                "attention_share": None, "cost_source": "torch.utils.flop_counter"}
+    """MACs and parameters at 640x480 (training/flops.py, analytic)."""
+    r = student_cost(model, REPORT_HW)
+    return {"macs": r.macs, "params": r.params, "attention_share": round(attention_share(r), 4)}
 
 
 def load_copy(model: StudentNet) -> StudentNet:
