@@ -202,7 +202,7 @@ def main() -> int:
     print("\n".join(res["notes"]))
     if not args.no_docs:
         plot(res, REPO / "docs" / "bench" / "distributed.png")
-        from bench_muon import replace_section
+        from common import replace_section
 
         md = REPO / "docs" / "benchmarks.md"
         md.write_text(replace_section(md.read_text(), SECTION, section(res)))

@@ -40,6 +40,9 @@ from muon_ad_ros.core.student import StudentConfig, StudentNet
 from muon_ad_training.muon import Muon
 from muon_ad_training.param_groups import split_params
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import replace_section  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "data" / "photos"
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -313,18 +316,6 @@ def comm_section(comm: dict, command: str) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def replace_section(text: str, heading: str, body: str) -> str:
-    """Replace the '## heading' section (up to the next '## ') by body, or append it."""
-    lines = text.splitlines()
-    try:
-        start = next(i for i, line in enumerate(lines) if line.strip() == heading)
-    except StopIteration:
-        return text.rstrip("\n") + ("\n\n" if text.strip() else "") + body
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    new = lines[:start] + body.rstrip("\n").splitlines() + [""] + lines[end:]
-    return "\n".join(new).rstrip("\n") + "\n"
 
 
 def write_report(results: dict, md_path: Path, json_path: Path) -> None:

@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, machine, write_json  # noqa: E402
+from common import REPO, machine, replace_section, write_json  # noqa: E402
 
 from muon_ad_training.curriculum import lambda_at  # noqa: E402
 from muon_ad_training.train_config import _merge, config_from_dict, read_yaml  # noqa: E402
@@ -298,18 +298,6 @@ def section(res: dict) -> str:
               "![Muon vs AdamW on the distillation objective](bench/muon_distill.png)", "",
               f"Reproduce: `{res['command']}` (docs/bench/muon_distill.json has every curve).", ""]
     return "\n".join(lines)
-
-
-def replace_section(text: str, heading: str, body: str) -> str:
-    """Replace the '## heading' section (up to the next '## ') by body, or append it."""
-    lines = text.splitlines()
-    try:
-        start = next(i for i, line in enumerate(lines) if line.strip() == heading)
-    except StopIteration:
-        return text.rstrip("\n") + ("\n\n" if text.strip() else "") + body
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    new = lines[:start] + body.rstrip("\n").splitlines() + [""] + lines[end:]
-    return "\n".join(new).rstrip("\n") + "\n"
 
 
 def main() -> None:

@@ -452,7 +452,7 @@ def rss_shape(r: dict) -> str:
 
 
 def write_section(res: dict) -> None:
-    from bench_muon import replace_section
+    from common import replace_section
 
     md = REPO / "docs" / "benchmarks.md"
     md.write_text(replace_section(md.read_text(), SECTION, node_section(res)))

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, SHARED_DATA, machine, write_json  # noqa: E402
+from common import REPO, SHARED_DATA, machine, replace_section, write_json  # noqa: E402
 from quality_report import PHOTOS, RandomGramNet, colour_hellinger, fit, gram_distance, read_rgb  # noqa: E402
 
 from muon_ad_ros.core.checkpoint import load_student  # noqa: E402
@@ -329,18 +329,6 @@ def section(res: dict) -> str:
     lines += ["", "![Pruning Pareto](bench/pruning_pareto.png)", "",
               f"Reproduce: `{res['command']}` (docs/bench/pruning.json).", ""]
     return "\n".join(lines)
-
-
-def replace_section(text: str, heading: str, body: str) -> str:
-    """Replace the '## heading' section (up to the next '## ') by body, or append it."""
-    lines = text.splitlines()
-    try:
-        start = next(i for i, line in enumerate(lines) if line.strip() == heading)
-    except StopIteration:
-        return text.rstrip("\n") + ("\n\n" if text.strip() else "") + body
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    new = lines[:start] + body.rstrip("\n").splitlines() + [""] + lines[end:]
-    return "\n".join(new).rstrip("\n") + "\n"
 
 
 def main() -> None:

@@ -52,3 +52,15 @@ def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int = 20, wa
 def write_json(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def replace_section(text: str, heading: str, body: str) -> str:
+    """Replace the '## heading' section (up to the next '## ') by body, or append it."""
+    lines = text.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == heading)
+    except StopIteration:
+        return text.rstrip("\n") + ("\n\n" if text.strip() else "") + body
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    new = lines[:start] + body.rstrip("\n").splitlines() + [""] + lines[end:]
+    return "\n".join(new).rstrip("\n") + "\n"
