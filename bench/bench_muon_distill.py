@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, machine, replace_section, write_json  # noqa: E402
+from common import REPO, machine, update_markdown_section, write_json  # noqa: E402
 
 from muon_ad_training.curriculum import lambda_at  # noqa: E402
 from muon_ad_training.train_config import _merge, config_from_dict, read_yaml  # noqa: E402
@@ -342,9 +342,7 @@ def main() -> None:
     write_json(Path(args.json), res)
     plot(res, Path(args.plot))
     if args.markdown:
-        md = Path(args.markdown)
-        text = md.read_text() if md.exists() else "# Benchmarks\n\n"
-        md.write_text(replace_section(text, HEADING, section(res)))
+        update_markdown_section(Path(args.markdown), HEADING, section(res))
     print(f"wrote {args.json}, {args.plot}" + (f", {args.markdown}" if args.markdown else ""))
 
 

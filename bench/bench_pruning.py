@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, SHARED_DATA, machine, replace_section, write_json  # noqa: E402
+from common import REPO, SHARED_DATA, machine, update_markdown_section, write_json  # noqa: E402
 from quality_report import PHOTOS, RandomGramNet, colour_hellinger, fit, gram_distance, read_rgb  # noqa: E402
 
 from muon_ad_ros.core.checkpoint import load_student  # noqa: E402
@@ -377,9 +377,7 @@ def main() -> None:
     write_json(Path(args.json), res)
     plot(res, Path(args.plot))
     if args.markdown:
-        md = Path(args.markdown)
-        text = md.read_text() if md.exists() else "# Benchmarks\n\n"
-        md.write_text(replace_section(text, HEADING, section(res)))
+        update_markdown_section(Path(args.markdown), HEADING, section(res))
     print(f"wrote {args.json}, {args.plot}" + (f", {args.markdown}" if args.markdown else ""))
 
 

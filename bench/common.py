@@ -64,3 +64,9 @@ def replace_section(text: str, heading: str, body: str) -> str:
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
     new = lines[:start] + body.rstrip("\n").splitlines() + [""] + lines[end:]
     return "\n".join(new).rstrip("\n") + "\n"
+
+
+def update_markdown_section(path: Path, heading: str, body: str) -> None:
+    """Rewrite one '## heading' section of a results page (created if missing), leaving the rest."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    path.write_text(replace_section(text, heading, body))
