@@ -9,7 +9,8 @@ the contact sheet shows each style. It prints the frame rate and latency percent
 everything to the output folder (default out/demo). Exit status: 0 when frames came through, 1 when
 none did, 2 on a usage error.
 
-rclpy is imported only when the demo runs, so ``muon-ad`` works without ROS installed.
+Its own ROS node lives in the node layer (``nodes/demo_monitor.py``) and is imported only when
+the demo runs, so ``muon-ad`` works without ROS installed.
 """
 from __future__ import annotations
 
@@ -139,68 +140,6 @@ class Children:
         return "\n".join("    " + line for line in text[-lines:])
 
 
-class Monitor:
-    """The demo's own ROS node: reads the stylizer's diagnostics and sets its style parameter."""
-
-    def __init__(self):
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.parameter_client import AsyncParameterClient
-        from rclpy.signals import SignalHandlerOptions
-
-        self.rclpy = rclpy
-        self.context = rclpy.Context()
-        # Ctrl-C stays a plain KeyboardInterrupt (rclpy's handler would shut this context down first).
-        rclpy.init(args=[], context=self.context, signal_handler_options=SignalHandlerOptions.NO)
-        self.node = rclpy.create_node("muon_ad_demo", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.diagnostics: dict = {}   # stylize_node's latest status values
-        self.recorder: dict = {}      # recorder_node's
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
-        self.params = AsyncParameterClient(self.node, "stylize_node")
-
-    def _on_diagnostics(self, msg) -> None:
-        for status in msg.status:
-            if status.name.startswith("/stylize_node:"):
-                self.diagnostics = {kv.key: kv.value for kv in status.values}
-            elif status.name.startswith("/recorder_node:"):
-                self.recorder = {kv.key: kv.value for kv in status.values}
-
-    def spin_for(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=min(0.1, max(0.0, end - time.monotonic())))
-
-    def flowing(self) -> bool:
-        """Stylized frames are reaching the recorder (so it also follows the style parameter)."""
-        return int(self.diagnostics.get("frames_out", "0")) > 0 and int(self.recorder.get("frames", "0")) > 0
-
-    def set_style(self, style: str, timeout: float = 10.0) -> str | None:
-        """Set stylize_node's ``style``; None on success, else the reason."""
-        from rclpy.parameter import Parameter
-
-        future = self.params.set_parameters([Parameter("style", value=style)])
-        self.executor.spin_until_future_complete(future, timeout_sec=timeout)
-        if not future.done() or future.result() is None:
-            return "no answer from stylize_node's parameter service"
-        result = future.result().results[0]
-        return None if result.successful else result.reason
-
-    def close(self, deadline_s: float = 5.0) -> None:
-        """Tear down, but give up after ``deadline_s``: Fast DDS's TCP transport (LARGE_DATA) can
-        block participant deletion for good (eProsima/Fast-DDS#2010), and the demo's work is done."""
-        def teardown():
-            self.executor.shutdown()
-            self.node.destroy_node()
-            self.rclpy.try_shutdown(context=self.context)
-
-        worker = threading.Thread(target=teardown, daemon=True)
-        worker.start()
-        worker.join(deadline_s)
-
-
 def _ms(diag: dict, key: str) -> str:
     try:
         value = float(diag.get(key, "nan"))
@@ -245,6 +184,8 @@ def run(args) -> int:
     try:
         for name, cmd in node_commands(args, params_file, out_dir, untrained).items():
             children.start(name, cmd)
+        from muon_ad_ros.nodes.demo_monitor import Monitor  # rclpy only when the demo runs
+
         monitor = Monitor()
         deadline = time.monotonic() + args.startup_timeout
         while not monitor.flowing():

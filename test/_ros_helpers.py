@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,13 +114,7 @@ class RosTestNode:
         return future.result()
 
     def close(self, deadline_s: float = 10.0) -> None:
-        """Tear down within ``deadline_s``: Fast DDS's TCP transport (LARGE_DATA) can block
-        participant deletion for good (eProsima/Fast-DDS#2010); a test must not hang on it."""
-        def teardown():
-            self.executor.shutdown()
-            self.node.destroy_node()
-            self.rclpy.try_shutdown(context=self.context)
+        """Tear down within ``deadline_s``: a test must not hang on Fast DDS's teardown."""
+        from muon_ad_ros.nodes.shutdown import teardown_within
 
-        worker = threading.Thread(target=teardown, daemon=True)
-        worker.start()
-        worker.join(deadline_s)
+        teardown_within(self.executor, self.node, self.context, deadline_s)

@@ -13,9 +13,6 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "muon_ad_ros"
 NODES_DIR = PACKAGE_DIR / "nodes"
-# Modules that import rclpy lazily, inside a function that runs only when ROS is wanted; the
-# dynamic check below still proves that importing them does not pull rclpy in.
-LAZY_RCLPY = {"muon_ad_ros.demo"}
 
 
 def core_modules():
@@ -52,7 +49,7 @@ def test_there_are_core_modules_to_check():
 def test_no_core_file_imports_rclpy():
     offenders = {}
     for name, path in core_modules():
-        lines = rclpy_imports(path, top_level_only=name in LAZY_RCLPY)
+        lines = rclpy_imports(path, top_level_only=False)
         if lines:
             offenders[name] = lines
     assert not offenders, f"rclpy imported outside muon_ad_ros/nodes: {offenders}"

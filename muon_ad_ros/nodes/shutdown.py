@@ -39,3 +39,20 @@ def shutdown(node, code: int = 0, deadline_s: float = TEARDOWN_DEADLINE_S) -> in
     finally:
         _exit_now(code)
     return code  # not reached; keeps ``sys.exit(shutdown(...))`` readable
+
+
+def teardown_within(executor, node, context, deadline_s: float) -> bool:
+    """Shut an in-process executor, node and context down, giving up after ``deadline_s``.
+
+    For processes that go on after their ROS node (the demo runner, tests): the same Fast DDS
+    teardown hang must not block them. Returns whether teardown finished in time.
+    """
+    def teardown():
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+    worker = threading.Thread(target=teardown, daemon=True)
+    worker.start()
+    worker.join(deadline_s)
+    return not worker.is_alive()
