@@ -20,6 +20,7 @@ Writes docs/quality.md, docs/quality/*.jpg and docs/bench/quality.json:
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -159,15 +160,10 @@ def save_jpg(path: Path, rgb: np.ndarray) -> None:
 
 
 def video_frames(path: Path, count: int, long_side: int = 384) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while len(frames) < count:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(fit(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), long_side))
-    cap.release()
-    return frames
+    """The first ``count`` frames of a video (the source node's reader), longer side ``long_side``."""
+    from muon_ad_ros.core.frame_sources import VideoSource
+
+    return [fit(frame.rgb, long_side) for frame in itertools.islice(VideoSource(path).frames(), count)]
 
 
 def main() -> int:
