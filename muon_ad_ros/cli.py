@@ -18,7 +18,7 @@ from muon_ad_ros.core.errors import MuonAdError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v"}
-# Sub-commands owned by other modules: (module, attribute providing register()).
+# Sub-commands owned by other modules; each module provides register(subparsers).
 PLUGIN_MODULES = ("muon_ad_ros.export_cli", "muon_ad_ros.evaluation.eval_bag_cli", "muon_ad_ros.demo")
 
 
@@ -38,13 +38,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def parse_resolution(text: str):
-    if not text:
-        return None
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UserError(f"--resolution must look like 640x480, got {text!r}") from None
-    return (w, h)
+    from muon_ad_ros.core.stylizer import parse_wxh
+
+    return parse_wxh(text, "--resolution") if text else None
 
 
 def build_stylizer(args):
@@ -158,21 +154,17 @@ def cmd_build_engine(args) -> int:
 
     files = resolve_model(args.model)
     onnx_path = files.file_for("onnx_int8" if args.precision == "int8" else "onnx_fp32")
-    profile = ShapeProfile(parse_hw(args.min), parse_hw(args.opt), parse_hw(args.max))
+    from muon_ad_ros.core.stylizer import parse_wxh
+
+    (min_w, min_h), (opt_w, opt_h), (max_w, max_h) = (parse_wxh(getattr(args, k), f"--{k}")
+                                                      for k in ("min", "opt", "max"))
+    profile = ShapeProfile((min_h, min_w), (opt_h, opt_w), (max_h, max_w))
     key = current_key(onnx_path, args.precision, profile)
     cache = EngineCache(args.cache_dir or default_cache_dir())
     t0 = time.perf_counter()
     path = cache.store(key, build_serialized_engine(onnx_path, args.precision, profile, len(files.styles)))
     print(f"built {args.precision} engine for {files.id} in {time.perf_counter() - t0:.1f} s -> {path}")
     return 0
-
-
-def parse_hw(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UserError(f"sizes must look like 640x480, got {text!r}") from None
-    return (h, w)
 
 
 def build_parser() -> argparse.ArgumentParser:

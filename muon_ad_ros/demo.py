@@ -28,6 +28,7 @@ from pathlib import Path
 
 from muon_ad_ros.core.errors import ConfigError, MuonAdError
 from muon_ad_ros.core.model_store import resolve_model
+from muon_ad_ros.core.stylizer import parse_wxh
 
 PACKAGE = "muon_ad_ros"
 NODES = ("recorder_node", "stylize_node", "image_source_node")  # start order: the recorder listens first
@@ -65,13 +66,7 @@ def dds_environment(domain_id: int | None) -> dict:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"--size must look like 640x480, got {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise ConfigError(f"--size must be positive, got {text!r}")
-    return w, h
+    return parse_wxh(text, "--size")
 
 
 def node_commands(args, params_file: Path, out_dir: Path, untrained: bool) -> dict[str, list[str]]:

@@ -25,6 +25,17 @@ StyleSpec = Union[int, str, Sequence[float], np.ndarray]
 MAX_SIDE_LIMIT = 8192
 
 
+def parse_wxh(text: str, option: str = "size") -> tuple[int, int]:
+    """``"640x480"`` -> ``(640, 480)``: the one parser of image sizes on command lines."""
+    try:
+        w, h = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"{option} must look like WxH, e.g. 640x480, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise ConfigError(f"{option} must be positive, got {text!r}")
+    return w, h
+
+
 @dataclass(frozen=True)
 class InputPolicy:
     """How a frame is sized for the network.

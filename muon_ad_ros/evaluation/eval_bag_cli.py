@@ -63,13 +63,9 @@ def add_arguments(p):
 
 
 def _parse_resolution(text):
-    if text is None:
-        return None
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise bag_io.BagError(f"--resolution wants WxH, e.g. 640x480, got {text!r}") from None
-    return w, h
+    from muon_ad_ros.core.stylizer import parse_wxh
+
+    return None if text is None else parse_wxh(text, "--resolution")
 
 
 def _list_topics(bag, stream):
