@@ -15,6 +15,7 @@ matplotlib.use("Agg")  # no display on a robot or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from muon_ad_ros.core.checkpoint import atomic_write_bytes  # noqa: E402
 from muon_ad_ros.evaluation.bag_io import BagError  # noqa: E402
 
 SCHEMA = "muon_ad_ros/eval-bag/1"
@@ -78,8 +79,8 @@ def _write_files(report_dir, report, result):
             "warping": _save(report_dir, f"{stem}_warping_error.png", _warping_plot, summary),
             "samples": _save(report_dir, f"{stem}_samples.png", _strip_plot, res.samples, name),
         }
-    _atomic_write(report_dir / "report.md", markdown(report, plots))
-    _atomic_write(report_dir / "report.json", json.dumps(_finite(report), indent=1, allow_nan=False))
+    atomic_write_bytes(report_dir / "report.md", markdown(report, plots).encode())
+    atomic_write_bytes(report_dir / "report.json", json.dumps(_finite(report), indent=1, allow_nan=False).encode())
 
 
 def _finite(obj):
@@ -93,12 +94,6 @@ def _finite(obj):
     if isinstance(obj, np.integer):
         return int(obj)
     return obj
-
-
-def _atomic_write(path, text):
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _save(report_dir, filename, plot_fn, *args):
