@@ -152,6 +152,7 @@ def main() -> None:
             with open(args.out, "w") as f:
                 json.dump({"world_size": world, "backend": "gloo", "image": shape, "photos": args.photos,
                            "results": results, "pid": os.getpid()}, f, indent=1)
+    dist.barrier()  # tear down together: an early gloo teardown can abort a peer still writing
     dist.destroy_process_group()
 
 

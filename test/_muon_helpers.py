@@ -160,5 +160,8 @@ def distributed_worker(rank: int, world: int, port: int, steps: int, out_path: s
                              "owner": opt.layout().owner, "shard_numel": opt.layout().shard_numel}
         if rank == 0:
             torch.save(results, out_path)
+        # Tear down together: a rank that destroys its gloo group while a peer is still working
+        # can abort the peer ("terminate called without an active exception", seen in CI).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
