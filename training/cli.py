@@ -69,6 +69,7 @@ def main(argv=None) -> int:
                 if done and cfg.export.enabled and not args.no_export:
                     summary["card"] = str(export_final(trainer, summary))
                 print(json.dumps(summary, indent=2))
+            env.barrier()  # ranks tear down together (an early gloo teardown can abort a busy peer)
         finally:
             teardown()
     except MuonAdError as exc:
