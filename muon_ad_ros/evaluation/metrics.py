@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from muon_ad_ros.core.flow import forward_backward_mask, warp  # noqa: F401 (warp: part of this API)
+
 # ----------------------------------------------------------------------------------------------------
 # luminance, resizing
 
@@ -141,27 +143,9 @@ def optical_flow(gray_from, gray_to, cfg=FlowConfig()):
                                         cfg.winsize, cfg.iterations, cfg.poly_n, cfg.poly_sigma, 0)
 
 
-def warp(image, flow):
-    """Sample image at p + flow(p): brings the frame the flow points to onto the flow's grid."""
-    h, w = flow.shape[:2]
-    grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    map_x = grid_x + flow[..., 0]
-    map_y = grid_y + flow[..., 1]
-    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
 def valid_flow_mask(flow_cur_to_prev, flow_prev_to_cur, cfg=FlowConfig()):
     """HxW bool: pixels of the current frame seen in the previous one (consistent flow, inside the frame)."""
-    h, w = flow_cur_to_prev.shape[:2]
-    back = warp(flow_prev_to_cur, flow_cur_to_prev)          # prev->cur flow at p + f(p)
-    round_trip = flow_cur_to_prev + back                      # ~0 where the pixel is visible in both
-    mag = lambda f: (f * f).sum(axis=-1)                      # noqa: E731
-    consistent = mag(round_trip) <= cfg.alpha1 * (mag(flow_cur_to_prev) + mag(back)) + cfg.alpha2
-    grid_x, grid_y = np.meshgrid(np.arange(w), np.arange(h))
-    tx = grid_x + flow_cur_to_prev[..., 0]
-    ty = grid_y + flow_cur_to_prev[..., 1]
-    inside = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
-    return consistent & inside
+    return forward_backward_mask(flow_cur_to_prev, flow_prev_to_cur, cfg.alpha1, cfg.alpha2)
 
 
 @dataclass
