@@ -20,8 +20,8 @@ from muon_ad_ros.core.engines import Engine, create_engine
 from muon_ad_ros.core.errors import ConfigError, ImageFormatError
 from muon_ad_ros.core.model_store import ModelFiles, resolve_model
 from muon_ad_ros.core.student import SIZE_MULTIPLE
+from muon_ad_ros.core.style_spec import StyleSpec, parse_style
 
-StyleSpec = Union[int, str, Sequence[float], np.ndarray]
 MAX_SIDE_LIMIT = 8192
 
 
@@ -106,25 +106,9 @@ class Stylizer:
 
     # -- style and strength -------------------------------------------------------------------
     def style_weights(self, style: StyleSpec) -> np.ndarray:
-        """[S] float32 weights from a style name, an index, or a list of S non-negative weights."""
-        n = len(self.styles)
-        weights = np.zeros(n, dtype=np.float32)
-        if isinstance(style, str) and style in self.styles:
-            weights[self.styles.index(style)] = 1.0
-        elif isinstance(style, str) and style.strip().lstrip("-").isdigit():
-            return self.style_weights(int(style))
-        elif isinstance(style, (int, np.integer)) and not isinstance(style, bool):
-            if not 0 <= style < n:
-                raise ConfigError(f"style index {style} out of range 0..{n - 1}")
-            weights[int(style)] = 1.0
-        elif isinstance(style, str):
-            raise ConfigError(f"unknown style {style!r}; this model has: {', '.join(self.styles)}")
-        else:
-            weights = np.asarray(style, dtype=np.float32).reshape(-1)
-            if weights.shape != (n,) or not np.all(np.isfinite(weights)) or (weights < 0).any() or weights.sum() <= 0:
-                raise ConfigError(f"style weights must be {n} non-negative numbers, not all zero")
-            weights = weights / weights.sum()
-        return weights
+        """[S] float32 weights for a style spec: a name, an index, a mixture "a:0.7,b:0.3" or S
+        weights (core/style_spec.py, the one parser of style values)."""
+        return parse_style(style, self.styles)
 
     @staticmethod
     def _check_strength(strength: float) -> float:

@@ -14,7 +14,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import InvalidTopicNameException, ParameterException
 from rclpy.validate_topic_name import validate_topic_name
 
-from muon_ad_ros.core.errors import ConfigError
+from muon_ad_ros.core.errors import ConfigError, MuonAdError
 
 QOS_RELIABILITY = ("best_effort", "reliable")
 TRANSPORTS = ("raw", "compressed")
@@ -89,12 +89,20 @@ def declare_all(node, specs: Sequence[ParamSpec]) -> dict:
     return values
 
 
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception, named by its type unless it is one of ours (a ConfigError's
+    message already says what is wrong)."""
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return text if isinstance(exc, MuonAdError) else f"{type(exc).__name__}: {text}"
+
+
 def make_on_set_callback(specs: Sequence[ParamSpec], apply: Callable[[str, Any], Optional[str]]):
     """An on-set-parameters callback: validate each update by its spec, then ``apply(name, value)``
-    (which returns a reason to reject, or None). All-or-nothing per request, as rclpy expects."""
+    (which returns a reason to reject, or None). All-or-nothing per request, as rclpy expects.
+    Any exception is a rejection with its one-line reason: a parameter value never kills a node."""
     by_name = {s.name: s for s in specs}
 
-    def callback(params) -> SetParametersResult:
+    def check_and_apply(params) -> SetParametersResult:
         for p in params:
             spec = by_name.get(p.name)
             if spec is None:
@@ -111,6 +119,12 @@ def make_on_set_callback(specs: Sequence[ParamSpec], apply: Callable[[str, Any],
                 if reason:
                     return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
+
+    def callback(params) -> SetParametersResult:
+        try:
+            return check_and_apply(params)
+        except Exception as exc:  # noqa: BLE001 - rclpy would end spin() on it
+            return SetParametersResult(successful=False, reason=one_line(exc))
 
     return callback
 

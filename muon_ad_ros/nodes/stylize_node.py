@@ -28,6 +28,7 @@ from muon_ad_ros.core.errors import ConfigError, ImageFormatError, MuonAdError
 from muon_ad_ros.core.frame_sources import fit_frame
 from muon_ad_ros.core.image_codec import SUPPORTED_ENCODINGS
 from muon_ad_ros.core.rolling_stats import RateMeter, StageTimes
+from muon_ad_ros.core.style_spec import describe_style
 from muon_ad_ros.core.stylizer import MAX_SIDE_LIMIT, Stylizer
 from muon_ad_ros.nodes import conversions as conv
 from muon_ad_ros.nodes.diagnostics import stylize_status
@@ -58,7 +59,8 @@ PARAMS = (
     ParamSpec("precision", "fp32", "numeric precision of the engine", choices=PRECISIONS),
     ParamSpec("device", "cpu", "'cpu' or 'cuda[:N]'", check=_check_device),
     ParamSpec("threads", 0, "CPU threads of the engine (0: the runtime's default)", int_range=(0, 256)),
-    ParamSpec("style", "", "style name or index of the model ('' = the first style); changes live",
+    ParamSpec("style", "", "style name, index or mixture 'a:0.7,b:0.3' of the model ('' = the first "
+              "style; core/style_spec.py); changes live",
               dynamic=True, any_type=True, check=_check_style_type),
     ParamSpec("strength", 1.0, "blend of stylized and input image, 0..1; changes live", dynamic=True,
               float_range=(0.0, 1.0)),
@@ -97,8 +99,8 @@ class StylizeNode(Node):
         self.stylizer = Stylizer.from_model(
             p["model"], backend=p["backend"], precision=p["precision"], device=p["device"],
             threads=p["threads"] or None, resolution=resolution, max_side=p["max_side"],
-            style=p["style"] or 0, strength=p["strength"])
-        self._style_name = self._describe_style(p["style"] or 0)
+            style=p["style"], strength=p["strength"])
+        self._style_name = self._describe_style()
         self.add_on_set_parameters_callback(make_on_set_callback(PARAMS, self._apply_parameter))
 
         # Topics: resolve (with remapping) first, so derived names follow a remapped base as in
@@ -147,15 +149,14 @@ class StylizeNode(Node):
                 f"model {self.stylizer.card.get('id')} is UNTRAINED: its output is not a style")
 
     # -- parameters ------------------------------------------------------------------------------
-    def _describe_style(self, style) -> str:
-        weights = self.stylizer.style_weights(style)
-        return self.stylizer.styles[int(weights.argmax())]
+    def _describe_style(self) -> str:
+        return describe_style(self.stylizer.current_style_weights, self.stylizer.styles)
 
     def _apply_parameter(self, name, value):
         try:
             if name == "style":
-                self.stylizer.set_style(value or 0)
-                self._style_name = self._describe_style(value or 0)
+                self.stylizer.set_style(value)
+                self._style_name = self._describe_style()
             elif name == "strength":
                 self.stylizer.set_strength(value)
             elif name == "jpeg_quality":
