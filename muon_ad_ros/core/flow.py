@@ -5,13 +5,20 @@ defined on; ``warp(image, flow)`` samples ``image`` at ``p + flow(p)``.
 """
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
 
+@functools.lru_cache(maxsize=8)
 def pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y) float32 coordinate grids of an HxW image."""
-    return np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    """(x, y) float32 coordinate grids of an HxW image (cached per size: a video asks for the same
+    grid every frame; read-only, never modify them)."""
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx.flags.writeable = False
+    gy.flags.writeable = False
+    return gx, gy
 
 
 def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
