@@ -263,3 +263,35 @@ class SequenceMetrics:
             "flicker_input": flick_in if len(self.luma_in) >= 2 else None,
             "flicker_excess": flick_out - flick_in if len(self.luma_out) >= 2 else None,
         }
+
+
+# ----------------------------------------------------------------------------------------------------
+# stereo consistency
+
+
+def left_visible_in_right(disp_left, tolerance_px=1.0):
+    """HxW bool: left-view pixels with a known disparity whose scene point the right camera sees too
+    (no nearer surface lands on the same right pixel, and it lands inside the right image)."""
+    from muon_ad_ros.core.stereo import right_view_disparity
+
+    h, w = disp_left.shape
+    d = np.where(np.isfinite(disp_left) & (disp_left > 0), disp_left, np.nan).astype(np.float32)
+    d_right = right_view_disparity(d)
+    xr = np.rint(np.arange(w)[None, :] - np.nan_to_num(d, nan=0.0)).astype(np.int64)
+    inside = np.isfinite(d) & (xr >= 0) & (xr < w)
+    nearest = np.take_along_axis(d_right, np.clip(xr, 0, w - 1), axis=1)
+    return inside & (np.abs(nearest - d) <= tolerance_px)
+
+
+def stereo_difference(left_out, right_out, disp_left):
+    """Mean absolute difference (0-255, over RGB) between the left output and the right output
+    warped onto the left view by the left-view disparity ``disp_left`` (ground truth), on pixels the
+    two cameras both see. 0 = both eyes painted alike. Returns (difference, fraction of pixels used)."""
+    from muon_ad_ros.core.stereo import warp_right_to_left
+
+    mask = left_visible_in_right(disp_left)
+    if not mask.any():
+        return float("nan"), 0.0
+    warped = warp_right_to_left(right_out.astype(np.float32), np.where(mask, disp_left, 0).astype(np.float32))
+    diff = np.abs(left_out.astype(np.float32) - warped).mean(axis=-1)
+    return float(diff[mask].mean()), float(mask.mean())
