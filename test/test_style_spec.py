@@ -102,8 +102,9 @@ def test_an_exception_in_a_parameter_callback_is_a_rejection():
 
     specs = (ParamSpec("style", "", "style", dynamic=True, any_type=True),)
 
-    def apply(name, value):
-        return int(value) and None  # the old node's crash: int("²") raises ValueError
+    def prepare(name, value):
+        int(value)  # the old node's crash: int("²") raises ValueError
+        return lambda: None
 
-    result = make_on_set_callback(specs, apply)([Parameter("style", value="\u00b2")])
+    result = make_on_set_callback(specs, prepare)([Parameter("style", value="\u00b2")])
     assert not result.successful and "ValueError" in result.reason and "\n" not in result.reason

@@ -96,13 +96,18 @@ def one_line(exc: BaseException) -> str:
     return text if isinstance(exc, MuonAdError) else f"{type(exc).__name__}: {text}"
 
 
-def make_on_set_callback(specs: Sequence[ParamSpec], apply: Callable[[str, Any], Optional[str]]):
-    """An on-set-parameters callback: validate each update by its spec, then ``apply(name, value)``
-    (which returns a reason to reject, or None). All-or-nothing per request, as rclpy expects.
-    Any exception is a rejection with its one-line reason: a parameter value never kills a node."""
+def make_on_set_callback(specs: Sequence[ParamSpec], prepare: Callable[[str, Any], Callable[[], None]]):
+    """An on-set-parameters callback that applies a request all-or-nothing, as rclpy expects.
+
+    Every update is validated by its spec, then ``prepare(name, value)`` checks it against the
+    node's state and returns a function that applies it (or raises ConfigError). Only when every
+    update of the request is prepared are they applied, so a rejected request changes nothing: the
+    node never runs with a value its parameters do not show. Any exception is a rejection with its
+    one-line reason: a parameter value never kills a node."""
     by_name = {s.name: s for s in specs}
 
     def check_and_apply(params) -> SetParametersResult:
+        commits = []
         for p in params:
             spec = by_name.get(p.name)
             if spec is None:
@@ -113,11 +118,9 @@ def make_on_set_callback(specs: Sequence[ParamSpec], apply: Callable[[str, Any],
             reason = spec.validate(p.value)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
-        for p in params:
-            if p.name in by_name:
-                reason = apply(p.name, p.value)
-                if reason:
-                    return SetParametersResult(successful=False, reason=reason)
+            commits.append(prepare(p.name, p.value))
+        for commit in commits:  # nothing above changed the node; from here nothing can fail
+            commit()
         return SetParametersResult(successful=True)
 
     def callback(params) -> SetParametersResult:

@@ -12,6 +12,7 @@ time through parameter updates. Topic names and QoS are documented in docs/ros.m
 """
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -101,7 +102,7 @@ class StylizeNode(Node):
             threads=p["threads"] or None, resolution=resolution, max_side=p["max_side"],
             style=p["style"], strength=p["strength"])
         self._style_name = self._describe_style()
-        self.add_on_set_parameters_callback(make_on_set_callback(PARAMS, self._apply_parameter))
+        self.add_on_set_parameters_callback(make_on_set_callback(PARAMS, self._prepare_parameter))
 
         # Topics: resolve (with remapping) first, so derived names follow a remapped base as in
         # image_transport: <input>/compressed, camera_info beside the input, <output>/compressed.
@@ -152,19 +153,24 @@ class StylizeNode(Node):
     def _describe_style(self) -> str:
         return describe_style(self.stylizer.current_style_weights, self.stylizer.styles)
 
-    def _apply_parameter(self, name, value):
-        try:
-            if name == "style":
-                self.stylizer.set_style(value)
-                self._style_name = self._describe_style()
-            elif name == "strength":
-                self.stylizer.set_strength(value)
-            elif name == "jpeg_quality":
-                self.params["jpeg_quality"] = value
-        except ConfigError as exc:
-            return str(exc)
-        self.get_logger().info(f"{name} -> {value!r}")
-        return None
+    def _prepare_parameter(self, name, value):
+        """Check a live update without changing anything; returns the function that applies it
+        (params.make_on_set_callback applies a request only once all of it is prepared)."""
+        if name == "style":
+            change = functools.partial(self._set_style_weights, self.stylizer.style_weights(value))
+        elif name == "strength":
+            change = functools.partial(self.stylizer.set_strength, Stylizer._check_strength(value))
+        else:  # jpeg_quality: read by the worker for each frame
+            change = functools.partial(self.params.__setitem__, name, value)
+
+        def commit():
+            change()
+            self.get_logger().info(f"{name} -> {value!r}")
+        return commit
+
+    def _set_style_weights(self, weights) -> None:
+        self.stylizer.set_style(weights)
+        self._style_name = self._describe_style()
 
     # -- executor thread: store only -------------------------------------------------------------
     def _on_frame(self, msg, compressed: bool) -> None:
