@@ -21,7 +21,7 @@ from muon_ad_ros.core.frame_sources import looping, nominal_intrinsics, open_sou
 from muon_ad_ros.core.image_codec import SUPPORTED_ENCODINGS
 from muon_ad_ros.nodes import conversions as conv
 from muon_ad_ros.nodes.params import QOS_RELIABILITY, ParamSpec, check_topic, declare_all, qos_profile
-from muon_ad_ros.nodes.shutdown import shutdown
+from muon_ad_ros.nodes.shutdown import shutdown, stop_on_signals, stopping
 
 PARAMS = (
     ParamSpec("source", "sample", "'sample' (built-in photos), a video file, an image folder or a rosbag",
@@ -107,6 +107,7 @@ class ImageSourceNode(Node):
 
 
 def main(args=None):
+    stop_on_signals()
     rclpy.init(args=args)
     node, code = None, 0
     try:
@@ -118,6 +119,9 @@ def main(args=None):
     except MuonAdError as exc:
         rclpy.logging.get_logger("image_source_node").fatal(str(exc))
         code = 2
+    except Exception:
+        if not stopping():  # a publish racing a SIGTERM's shutdown raises RCLError: a normal stop
+            raise
     return shutdown(node, code)
 
 

@@ -29,7 +29,7 @@ from muon_ad_ros.core.rolling_stats import PercentileWindow, RateMeter
 from muon_ad_ros.nodes import conversions as conv
 from muon_ad_ros.nodes.params import (QOS_RELIABILITY, TRANSPORTS, ParamSpec, check_topic, declare_all,
                                       qos_profile)
-from muon_ad_ros.nodes.shutdown import shutdown
+from muon_ad_ros.nodes.shutdown import shutdown, stop_on_signals
 
 
 def _file_name(value: str):
@@ -179,6 +179,7 @@ class RecorderNode(Node):
 
 
 def main(args=None):
+    stop_on_signals()
     rclpy.init(args=args)
     node = None
     code = 0

@@ -34,7 +34,7 @@ from muon_ad_ros.core.stylizer import MAX_SIDE_LIMIT, Stylizer
 from muon_ad_ros.nodes import conversions as conv
 from muon_ad_ros.nodes.diagnostics import stylize_status
 from muon_ad_ros.nodes.latest_slot import LatestSlot
-from muon_ad_ros.nodes.shutdown import shutdown
+from muon_ad_ros.nodes.shutdown import shutdown, stop_on_signals, stopping
 from muon_ad_ros.nodes.params import (COMPRESSED_FORMATS, QOS_RELIABILITY, TRANSPORTS, ParamSpec,
                                       check_topic, declare_all, make_on_set_callback, qos_profile)
 
@@ -192,6 +192,8 @@ class StylizeNode(Node):
             try:
                 self._process(*item)
             except Exception as exc:  # never let one frame kill the worker
+                if stopping(self.context):  # Ctrl-C: the publisher's context is gone, nothing to report
+                    return
                 self.counts["errors"] += 1
                 self._last_problem = f"{type(exc).__name__}: {exc}"
                 self.get_logger().error(f"stylizing a frame failed: {self._last_problem}",
@@ -264,6 +266,7 @@ class StylizeNode(Node):
 
 
 def main(args=None):
+    stop_on_signals()
     rclpy.init(args=args)
     node, code = None, 0
     try:
