@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from muon_ad_ros.core.errors import MuonAdError
+from muon_ad_ros.core.image_codec import DEFAULT_MAX_SIDE
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v"}
@@ -33,7 +34,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--style", default="0", help="style name or index (see `muon-ad info`)")
     p.add_argument("--strength", type=float, default=1.0, help="blend with the input, 0..1")
     p.add_argument("--resolution", default="", help="network resolution WxH (default: the frame's own)")
-    p.add_argument("--max-side", type=int, default=0, help="cap the network's longer side (0: none)")
+    p.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
+                   help=f"cap the network's longer side (default {DEFAULT_MAX_SIDE}; 0: full size)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for onnxruntime")
 
 

@@ -410,6 +410,24 @@ def test_limits_apply_to_compressed_images(monkeypatch, astronaut, codec):
         decode_compressed(codec, data)
 
 
+@pytest.mark.parametrize("codec", ["png", "jpeg", "raw"])
+def test_a_callers_pixel_limit_rejects_from_the_header(astronaut, codec):
+    """A node's max_input_pixels: a frame within the library's limits but above the caller's is
+    refused before anything the size of the frame is allocated."""
+    h, w = astronaut.shape[:2]
+    if codec == "raw":
+        def decode(limit):
+            return fields_to_rgb8(h, w, "rgb8", w * 3, False, astronaut.tobytes(), max_pixels=limit)
+    else:
+        _, data = encode_compressed(astronaut, codec)
+
+        def decode(limit):
+            return decode_compressed(codec, data, max_pixels=limit)
+    assert decode(h * w).shape == (h, w, 3)
+    with pytest.raises(ImageFormatError, match=f"exceeds the limit of .* and {h * w - 1} pixels"):
+        decode(h * w - 1)
+
+
 def test_decoded_size_is_checked_even_if_the_header_reader_is_fooled(monkeypatch, astronaut):
     _, data = encode_compressed(astronaut, "png")
     monkeypatch.setattr(image_codec, "MAX_SIDE", 256)

@@ -82,6 +82,9 @@ def test_input_policy():
     assert InputPolicy(max_side=320).network_size(480, 640) == (240, 320)
     assert InputPolicy(width=256, height=192).network_size(1080, 1920) == (192, 256)
     assert InputPolicy().network_size(5, 7) == (16, 16)
+    # the default is safe for a robot: a 1080p frame does not run at full size (2.8 GB) by default
+    assert InputPolicy().network_size(1080, 1920) == (352, 640)
+    assert InputPolicy(max_side=0).network_size(1080, 1920) == (1088, 1920)  # full size only when asked
     with pytest.raises(ConfigError):
         InputPolicy(width=100)
     with pytest.raises(ConfigError):

@@ -12,6 +12,7 @@ As in compressed_image_transport the data is decoded by its content; the codec n
 only has to be one we can decode.
 """
 import struct
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -113,7 +114,7 @@ def _as_bytes(data) -> bytes:
     return image_codec.byte_view(data).tobytes()
 
 
-def decode_compressed(format: str, data) -> np.ndarray:
+def decode_compressed(format: str, data, max_pixels: Optional[int] = None) -> np.ndarray:
     """Decode a CompressedImage to a fresh HxWx3 uint8 RGB array.
 
     Grey images are replicated to three channels, alpha is dropped, 16-bit PNGs keep their top byte
@@ -125,7 +126,7 @@ def decode_compressed(format: str, data) -> np.ndarray:
     if not blob:
         raise ImageFormatError("compressed image data is empty")
     height, width = compressed_size(blob)
-    image_codec.check_image_size(height, width)
+    image_codec.check_image_size(height, width, max_pixels)   # from the header: nothing allocated yet
     encoded = np.frombuffer(blob, np.uint8)
     try:
         if _IMREAD_RGB is not None:

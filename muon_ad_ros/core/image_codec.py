@@ -15,7 +15,7 @@ encode_compressed are re-exported here so that callers need one module.
 import array
 import operator
 from dataclasses import dataclass
-from typing import NamedTuple, Union
+from typing import NamedTuple, Optional, Union
 
 import cv2
 import numpy as np
@@ -26,6 +26,13 @@ from muon_ad_ros.core.errors import ImageFormatError
 # 64 Mpx caps a single RGB frame at 192 MiB. Read at call time, so tests can lower them.
 MAX_SIDE = 16384
 MAX_PIXELS = 64 * 1024 * 1024
+# What a node accepts by default (its max_input_pixels parameter): a 4K UHD frame. MAX_PIXELS is
+# the absolute cap for offline tools; at it one frame is 192 MiB raw and a few GB in flight.
+NODE_MAX_PIXELS = 3840 * 2160
+# The network input's longer side unless a caller asks otherwise (core/stylizer.InputPolicy): full
+# size is never a safe default (a 1920x1080 frame at full size needs 2.8 GB in the network, a
+# 2560x1440 one hit a 10 GB limit). 0 asks for full size.
+DEFAULT_MAX_SIDE = 640
 
 ByteData = Union[bytes, bytearray, memoryview, array.array, np.ndarray]
 
@@ -69,14 +76,16 @@ class ImageFields:
 # ----------------------------------------------------------------------------------------------
 # validation helpers (shared with compressed_codec)
 
-def check_image_size(height: int, width: int) -> None:
-    """Raise ImageFormatError unless 0 < height, width <= MAX_SIDE and height * width <= MAX_PIXELS."""
+def check_image_size(height: int, width: int, max_pixels: Optional[int] = None) -> None:
+    """Raise ImageFormatError unless 0 < height, width <= MAX_SIDE and height * width is at most
+    ``max_pixels`` (a caller's tighter limit, e.g. a node's parameter) and MAX_PIXELS."""
+    limit = MAX_PIXELS if max_pixels is None else min(int(max_pixels), MAX_PIXELS)
     if height <= 0 or width <= 0:
         raise ImageFormatError(f"image size {width}x{height} (width x height) must be positive")
-    if height > MAX_SIDE or width > MAX_SIDE or height * width > MAX_PIXELS:
+    if height > MAX_SIDE or width > MAX_SIDE or height * width > limit:
         raise ImageFormatError(
             f"image size {width}x{height} exceeds the limit of {MAX_SIDE} px per side "
-            f"and {MAX_PIXELS} pixels")
+            f"and {limit} pixels")
 
 
 def byte_view(data: ByteData) -> np.ndarray:
@@ -124,7 +133,7 @@ def _check_even_width(encoding: str, width: int) -> None:
         raise ImageFormatError(f"{encoding} needs an even width (2 pixels share chroma), got {width}")
 
 
-def _pixel_view(height, width, encoding, step, is_bigendian, data) -> np.ndarray:
+def _pixel_view(height, width, encoding, step, is_bigendian, data, max_pixels=None) -> np.ndarray:
     """Validate the header fields and return a strided, padding-free view over `data`.
 
     Shapes: HxWxC uint8 (rgb8/bgr8/rgba8/bgra8), HxWx2 uint8 (yuv422 raw), HxW uint8 (mono8),
@@ -132,7 +141,7 @@ def _pixel_view(height, width, encoding, step, is_bigendian, data) -> np.ndarray
     """
     layout = _layout(encoding)
     height, width, step = _as_int("height", height), _as_int("width", width), _as_int("step", step)
-    check_image_size(height, width)
+    check_image_size(height, width, max_pixels)
     _check_even_width(encoding, width)
     row_bytes = width * layout.bytes_per_pixel
     if step < row_bytes:
@@ -206,13 +215,15 @@ def array_to_fields(array: np.ndarray, encoding: str) -> ImageFields:
                        step=width * layout.bytes_per_pixel, is_bigendian=False, data=array.tobytes())
 
 
-def fields_to_rgb8(height, width, encoding, step, is_bigendian, data) -> np.ndarray:
-    """Any supported sensor_msgs/Image as a fresh, writable HxWx3 uint8 RGB array.
+def fields_to_rgb8(height, width, encoding, step, is_bigendian, data,
+                   max_pixels: Optional[int] = None) -> np.ndarray:
+    """Any supported sensor_msgs/Image as a fresh, writable HxWx3 uint8 RGB array (at most
+    ``max_pixels`` pixels, checked from the header before anything is allocated).
 
     Alpha is dropped, mono is replicated to three channels, mono16 keeps its top byte, and YUV 4:2:2
     is converted with OpenCV's BT.601 coefficients.
     """
-    view = _pixel_view(height, width, encoding, step, is_bigendian, data)
+    view = _pixel_view(height, width, encoding, step, is_bigendian, data, max_pixels)
     if encoding == "rgb8":
         return np.array(view, order="C")
     if encoding == "mono16":
@@ -246,10 +257,10 @@ def rgb8_to_fields(rgb: np.ndarray, encoding: str) -> ImageFields:
 # compressed images: thin re-exports (compressed_codec imports the limits above, so the import
 # is deferred to call time to keep the module graph acyclic)
 
-def decode_compressed(format: str, data: ByteData) -> np.ndarray:
+def decode_compressed(format: str, data: ByteData, max_pixels: Optional[int] = None) -> np.ndarray:
     """Decode a sensor_msgs/CompressedImage to HxWx3 uint8 RGB. See compressed_codec.decode_compressed."""
     from muon_ad_ros.core import compressed_codec
-    return compressed_codec.decode_compressed(format, data)
+    return compressed_codec.decode_compressed(format, data, max_pixels)
 
 
 def encode_compressed(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> tuple[str, bytes]:

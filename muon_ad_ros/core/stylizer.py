@@ -18,6 +18,7 @@ import numpy as np
 
 from muon_ad_ros.core.engines import Engine, create_engine
 from muon_ad_ros.core.errors import ConfigError, ImageFormatError
+from muon_ad_ros.core.image_codec import DEFAULT_MAX_SIDE
 from muon_ad_ros.core.model_store import ModelFiles, resolve_model
 from muon_ad_ros.core.student import SIZE_MULTIPLE
 from muon_ad_ros.core.style_spec import StyleSpec, parse_style
@@ -42,12 +43,13 @@ class InputPolicy:
 
     ``width``/``height`` > 0: a fixed network resolution (predictable latency, e.g. for a Jetson).
     Otherwise the frame keeps its size, scaled down so its longer side is at most ``max_side``
-    (0 = no limit). Either way both sides are rounded to multiples of 16, as the network needs.
+    (DEFAULT_MAX_SIDE unless asked; 0 = no limit, full size: only for offline work). Either way
+    both sides are rounded to multiples of 16, as the network needs.
     """
 
     width: int = 0
     height: int = 0
-    max_side: int = 0
+    max_side: int = DEFAULT_MAX_SIDE
 
     def __post_init__(self):
         if (self.width > 0) != (self.height > 0):
@@ -94,7 +96,7 @@ class Stylizer:
     @classmethod
     def from_model(cls, model: Union[str, os.PathLike, ModelFiles] = "default", backend: str = "onnxruntime",
                    precision: str = "fp32", style: StyleSpec = 0, strength: float = 1.0,
-                   resolution: Optional[tuple[int, int]] = None, max_side: int = 0,
+                   resolution: Optional[tuple[int, int]] = None, max_side: int = DEFAULT_MAX_SIDE,
                    threads: Optional[int] = None, device: str = "cpu", **engine_options) -> "Stylizer":
         """Resolve ``model`` ("default", an id, a card, .onnx or .safetensors) and build its engine."""
         files = model if isinstance(model, ModelFiles) else resolve_model(model)

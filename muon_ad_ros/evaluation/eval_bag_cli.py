@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from muon_ad_ros.core.errors import MuonAdError
+from muon_ad_ros.core.image_codec import DEFAULT_MAX_SIDE
 from muon_ad_ros.evaluation import bag_io
 from muon_ad_ros.evaluation.bag_eval import EvalConfig, evaluate_bag
 
@@ -39,7 +40,8 @@ def add_arguments(p):
     m.add_argument("--style", default="0", help="style name or index")
     m.add_argument("--strength", type=float, default=1.0, help="blend with the input, 0..1")
     m.add_argument("--resolution", default=None, metavar="WxH", help="fixed network resolution")
-    m.add_argument("--max-side", type=int, default=0, help="cap the network's longer side (0 = none)")
+    m.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
+                   help=f"cap the network's longer side (default {DEFAULT_MAX_SIDE}; 0: full size)")
     m.add_argument("--threads", type=int, default=None, help="CPU threads of the engine")
     o = p.add_argument_group("output")
     o.add_argument("--out", default=None, metavar="OUTPUT_BAG",

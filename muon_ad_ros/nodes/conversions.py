@@ -29,14 +29,17 @@ def byte_array(data: bytes) -> array.array:
     return out
 
 
-def image_to_rgb(msg: Image) -> np.ndarray:
-    """HxWx3 uint8 RGB from any supported Image encoding; ImageFormatError if malformed."""
-    return fields_to_rgb8(msg.height, msg.width, msg.encoding, msg.step, msg.is_bigendian, msg.data)
+def image_to_rgb(msg: Image, max_pixels: Optional[int] = None) -> np.ndarray:
+    """HxWx3 uint8 RGB from any supported Image encoding; ImageFormatError if malformed or larger
+    than ``max_pixels``."""
+    return fields_to_rgb8(msg.height, msg.width, msg.encoding, msg.step, msg.is_bigendian, msg.data,
+                          max_pixels)
 
 
-def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
-    """HxWx3 uint8 RGB from a JPEG/PNG CompressedImage; ImageFormatError if malformed."""
-    return decode_compressed(msg.format, msg.data)
+def compressed_to_rgb(msg: CompressedImage, max_pixels: Optional[int] = None) -> np.ndarray:
+    """HxWx3 uint8 RGB from a JPEG/PNG CompressedImage; ImageFormatError if malformed or larger than
+    ``max_pixels`` (read from the header, before decoding)."""
+    return decode_compressed(msg.format, msg.data, max_pixels)
 
 
 def rgb_to_image(rgb: np.ndarray, header: Header, encoding: str = "rgb8") -> Image:

@@ -27,7 +27,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from muon_ad_ros.core.engines import BACKENDS, PRECISIONS
 from muon_ad_ros.core.errors import ConfigError, ImageFormatError, MuonAdError
 from muon_ad_ros.core.frame_sources import fit_frame
-from muon_ad_ros.core.image_codec import SUPPORTED_ENCODINGS
+from muon_ad_ros.core.image_codec import DEFAULT_MAX_SIDE, MAX_PIXELS, NODE_MAX_PIXELS, SUPPORTED_ENCODINGS
 from muon_ad_ros.core.rolling_stats import RateMeter, StageTimes
 from muon_ad_ros.core.style_spec import describe_style
 from muon_ad_ros.core.stylizer import MAX_SIDE_LIMIT, Stylizer
@@ -69,8 +69,11 @@ PARAMS = (
               int_range=SIZE),
     ParamSpec("network_height", 0, "fixed network input height (with network_width; 0: frame size)",
               int_range=SIZE),
-    ParamSpec("max_side", 0, "cap on the network input's longer side, frame-size mode (0: none)",
-              int_range=SIZE),
+    ParamSpec("max_side", DEFAULT_MAX_SIDE, "cap on the network input's longer side, frame-size mode "
+              "(0: full size, which a 1080p frame needs GBs for)", int_range=SIZE),
+    ParamSpec("max_input_pixels", NODE_MAX_PIXELS, "largest input frame accepted (width * height, read "
+              "from the header before decoding; default 4K UHD); a larger one counts as malformed",
+              int_range=(1, MAX_PIXELS)),
     ParamSpec("output_width", 0, "output image width (with output_height; 0: input size)", int_range=SIZE),
     ParamSpec("output_height", 0, "output image height (with output_width; 0: input size)", int_range=SIZE),
     ParamSpec("output_encoding", "rgb8", "encoding of the output Image", choices=SUPPORTED_ENCODINGS),
@@ -202,7 +205,8 @@ class StylizeNode(Node):
     def _process(self, msg, compressed: bool, t_received: float) -> None:
         t0 = time.perf_counter()
         try:
-            rgb = conv.compressed_to_rgb(msg) if compressed else conv.image_to_rgb(msg)
+            limit = self.params["max_input_pixels"]
+            rgb = conv.compressed_to_rgb(msg, limit) if compressed else conv.image_to_rgb(msg, limit)
         except ImageFormatError as exc:
             self.counts["malformed"] += 1
             self._last_problem = f"malformed {'CompressedImage' if compressed else 'Image'}: {exc}"
