@@ -9,19 +9,47 @@ Parameters come from ``params_file`` first, then the ``model`` / ``backend`` arg
 Topics are remapped (the node's relative names ``image_raw`` and ``image_stylized``); the camera info
 follows: read beside the input, published beside the output (see docs/ros.md).
 
-Large images: Fast DDS's default UDP transport drops most 640x480 frames between processes, so
-FASTDDS_BUILTIN_TRANSPORTS is set to LARGE_DATA for the processes started here (an existing value
-in the environment is kept). The camera driver must use the same setting (docs/ros.md).
+Large images: with Fast DDS's default transports most 640x480 frames are lost between processes,
+so the processes started here get FASTDDS_DEFAULT_PROFILES_FILE = config/fastdds_images.xml (the
+default shared memory + UDP, sized for images; every ROS tool in a default shell still reaches the
+nodes). ``fastdds_builtin_transports:=LARGE_DATA`` opts into Fast DDS's TCP-based set instead (then
+every tool needs that setting too). Values already in the environment are kept (docs/ros.md).
+
+stylize_node is required: when it exits (e.g. status 2 on a bad argument) the whole launch ends,
+with a non-zero status when the node failed.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
-from launch.conditions import IfCondition
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
+from launch.actions import (DeclareLaunchArgument, LogInfo, OpaqueFunction, RegisterEventHandler,
+                            SetEnvironmentVariable, Shutdown, UnsetEnvironmentVariable)
+from launch.conditions import IfCondition, UnlessCondition
+from launch.event_handlers import OnProcessExit
+from launch.substitutions import (EnvironmentVariable, EqualsSubstitution, LaunchConfiguration,
+                                  PathJoinSubstitution)
 from launch_ros.actions import Node
 from launch_ros.descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = "muon_ad_ros"
+
+
+class RequiredNodeFailed(RuntimeError):
+    """Raised inside launch so that ``ros2 launch`` ends with a non-zero status (launch returns 1
+    when an action raises; it has no way to return the node's own status)."""
+
+
+def _raise_failed(context, name, code):
+    raise RequiredNodeFailed(f"{name} exited with status {code}")
+
+
+def _end_with(event, context):
+    """stylize_node ended: end the launch; a failure (positive status, not during a shutdown
+    already under way) also fails the launch."""
+    if context.is_shutdown:
+        return None
+    if event.returncode and event.returncode > 0:
+        return [OpaqueFunction(function=_raise_failed, args=[event.action.name, event.returncode])]
+    reason = f"{event.action.name} exited with status {event.returncode}"
+    return [LogInfo(msg=reason), Shutdown(reason=reason)]
 
 
 def generate_launch_description():
@@ -51,13 +79,27 @@ def generate_launch_description():
         DeclareLaunchArgument("source_rate", default_value="15.0",
                               description="frames per second of the source"),
         DeclareLaunchArgument(
+            "dds_profile",
+            default_value=EnvironmentVariable(
+                "FASTDDS_DEFAULT_PROFILES_FILE",
+                default_value=PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "fastdds_images.xml"])),
+            description="Fast DDS XML profile of the launched processes (default: shared memory + UDP "
+                        "sized for camera images, reachable from a default shell)"),
+        DeclareLaunchArgument(
             "fastdds_builtin_transports",
-            default_value=EnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS", default_value="LARGE_DATA"),
-            description="Fast DDS transports of the launched processes (LARGE_DATA carries big images)"),
+            default_value=EnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS", default_value=""),
+            description="opt-in Fast DDS builtin transports (LARGE_DATA, DEFAULT, ...) instead of dds_profile; "
+                        "every other process must then use the same"),
     ]
 
-    transports = SetEnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS",
-                                        LaunchConfiguration("fastdds_builtin_transports"))
+    no_builtin = EqualsSubstitution(LaunchConfiguration("fastdds_builtin_transports"), "")
+    transports = [
+        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("dds_profile"),
+                               condition=IfCondition(no_builtin)),
+        UnsetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", condition=UnlessCondition(no_builtin)),
+        SetEnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS", LaunchConfiguration("fastdds_builtin_transports"),
+                               condition=UnlessCondition(no_builtin)),
+    ]
 
     stylize = Node(
         package=PACKAGE,
@@ -84,4 +126,5 @@ def generate_launch_description():
         remappings=[("image_raw", input_topic)],
     )
 
-    return LaunchDescription(arguments + [transports, stylize, source])
+    required = RegisterEventHandler(OnProcessExit(target_action=stylize, on_exit=_end_with))
+    return LaunchDescription(arguments + transports + [stylize, source, required])

@@ -47,16 +47,21 @@ def config_dir() -> Path:
         return Path(sys.prefix) / "share" / PACKAGE / "config"
 
 
-def dds_environment(domain_id: int | None) -> dict:
-    """The environment for every demo process (and this one).
+TRANSPORT_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTDDS_BUILTIN_TRANSPORTS")
 
-    FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA: Fast DDS's default UDP transport loses most 640x480
-    frames between processes (measured: 7 of 20 arrived); LARGE_DATA (TCP + shared memory for data)
-    delivers all. A value the user set is kept. ROS_AUTOMATIC_DISCOVERY_RANGE is left alone:
-    LOCALHOST cut the stylizer's input from 15 to 8.6 Hz here (see docs/ros.md).
+
+def dds_environment(domain_id: int | None) -> dict:
+    """The environment for every demo process (and this one); stylize.launch.py does the same.
+
+    FASTDDS_DEFAULT_PROFILES_FILE=config/fastdds_images.xml: with Fast DDS's default transports
+    most 640x480 frames are lost between processes (24 of 300 arrived at 30 Hz); the profile keeps
+    the default kinds (shared memory + UDP) with a shared-memory segment that holds images, so all
+    arrive and a ROS tool in a default shell still reaches the nodes (docs/ros.md). A profile or
+    FASTDDS_BUILTIN_TRANSPORTS the user set is kept. ROS_AUTOMATIC_DISCOVERY_RANGE is left alone.
     """
     env = dict(os.environ)
-    env.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+    if not any(env.get(k) for k in TRANSPORT_VARIABLES):
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(config_dir() / "fastdds_images.xml")
     if domain_id is not None:
         env["ROS_DOMAIN_ID"] = str(domain_id)
     elif "ROS_DOMAIN_ID" not in env:
@@ -163,10 +168,10 @@ def run(args) -> int:
         (out_dir / stale).unlink(missing_ok=True)
 
     env = dds_environment(args.domain_id)
-    os.environ.update({k: env[k] for k in ("FASTDDS_BUILTIN_TRANSPORTS", "ROS_DOMAIN_ID")})
+    transport = {k: env[k] for k in TRANSPORT_VARIABLES if env.get(k)}
+    os.environ.update(transport, ROS_DOMAIN_ID=env["ROS_DOMAIN_ID"])
     print(f"muon-ad demo: {args.input} -> stylize_node ({model.id}, {args.backend}) -> recorder -> {out_dir}")
-    print(f"  ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}  "
-          f"FASTDDS_BUILTIN_TRANSPORTS={env['FASTDDS_BUILTIN_TRANSPORTS']}")
+    print(f"  ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}  " + "  ".join(f"{k}={v}" for k, v in transport.items()))
     if untrained:
         print(f"  NOTE: model {model.id} is UNTRAINED (seeded random weights): its {len(styles)} 'styles' "
               "are not real styles and the output looks like noise. Train or install a trained model.")

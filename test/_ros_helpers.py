@@ -1,7 +1,8 @@
 """Helpers for tests that talk to real node processes over DDS.
 
 Every test run gets its own ROS_DOMAIN_ID (so helpers testing at the same time on this machine do
-not hear each other) and FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA (so big frames arrive). Node
+not hear each other) and the transport the demo and the launch file give their nodes
+(demo.dds_environment: the Fast DDS profile config/fastdds_images.xml, so big frames arrive). Node
 processes are started with ``python -m`` and always stopped, by their own pid, in ``finally``.
 """
 from __future__ import annotations
@@ -20,9 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def ros_env(domain_id: int) -> dict:
-    env = dict(os.environ)
-    env.update({"ROS_DOMAIN_ID": str(domain_id), "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA",
-                "PYTHONUNBUFFERED": "1", "RCUTILS_LOGGING_BUFFERED_STREAM": "0"})
+    from muon_ad_ros.demo import dds_environment
+
+    env = dds_environment(domain_id)
+    env.update({"PYTHONUNBUFFERED": "1", "RCUTILS_LOGGING_BUFFERED_STREAM": "0"})
     env.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
     return env
 
@@ -88,7 +90,10 @@ class RosTestNode:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
 
-        os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"  # read when the participant is created
+        from muon_ad_ros.demo import TRANSPORT_VARIABLES
+
+        env = ros_env(domain_id)  # read when the participant is created
+        os.environ.update({k: env[k] for k in TRANSPORT_VARIABLES if env.get(k)})
         self.rclpy = rclpy
         self.context = rclpy.Context()
         rclpy.init(args=[], context=self.context, domain_id=domain_id,

@@ -2,6 +2,7 @@
 helpers, intrinsics scaling and parameter specs. No DDS here (see test_nodes.py)."""
 import math
 import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -274,13 +275,16 @@ def test_demo_is_a_muon_ad_sub_command():
 def test_demo_environment_carries_large_images(monkeypatch):
     from muon_ad_ros import demo
 
-    monkeypatch.delenv("FASTDDS_BUILTIN_TRANSPORTS", raising=False)
-    monkeypatch.delenv("ROS_DOMAIN_ID", raising=False)
+    for key in demo.TRANSPORT_VARIABLES + ("ROS_DOMAIN_ID",):
+        monkeypatch.delenv(key, raising=False)
     env = demo.dds_environment(None)
-    assert env["FASTDDS_BUILTIN_TRANSPORTS"] == "LARGE_DATA" and 100 <= int(env["ROS_DOMAIN_ID"]) <= 199
-    monkeypatch.setenv("FASTDDS_BUILTIN_TRANSPORTS", "UDPv4")               # a user's choice is kept
+    assert Path(env["FASTDDS_DEFAULT_PROFILES_FILE"]).name == "fastdds_images.xml"
+    assert Path(env["FASTDDS_DEFAULT_PROFILES_FILE"]).is_file()
+    assert "FASTDDS_BUILTIN_TRANSPORTS" not in env and 100 <= int(env["ROS_DOMAIN_ID"]) <= 199
+    monkeypatch.setenv("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")          # a user's choice is kept
     env = demo.dds_environment(7)
-    assert env["FASTDDS_BUILTIN_TRANSPORTS"] == "UDPv4" and env["ROS_DOMAIN_ID"] == "7"
+    assert env["FASTDDS_BUILTIN_TRANSPORTS"] == "LARGE_DATA" and env["ROS_DOMAIN_ID"] == "7"
+    assert "FASTDDS_DEFAULT_PROFILES_FILE" not in env
 
 
 def test_node_teardown_has_a_deadline():
