@@ -51,6 +51,7 @@ setup(
         "setuptools",
         "numpy>=1.24",
         "opencv-python-headless>=4.8",
+        "simplejpeg>=1.7",  # strict JPEG decoding: libjpeg warnings (corrupt, truncated) are errors
         "pyyaml>=6.0",
         "onnx>=1.16",
         "onnxruntime>=1.18",

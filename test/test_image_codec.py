@@ -387,6 +387,40 @@ def test_malformed_compressed_raises(fmt, data, message):
         decode_compressed(fmt, data)
 
 
+def _corrupt_jpegs():
+    """JPEGs that pass every header check (SOI, SOF, SOS, EOI all present) but whose scan does not
+    match: libjpeg pads them with grey and only warns, so cv2.imdecode returned them as frames."""
+    _, jpg = encode_compressed(_photo(), "jpeg")
+    sos = jpg.index(b"\xff\xda")
+    flipped = bytearray(jpg)
+    for k in range(5):
+        flipped[(sos + len(jpg)) // 2 + 37 * k] ^= 0x5A
+    return {
+        "truncated, EOI re-appended": jpg[:len(jpg) // 2] + b"\xff\xd9",
+        "truncated near the end": jpg[:-40] + b"\xff\xd9",
+        "header taller than the scan": _with_jpeg_size(jpg, 48, 96),
+        "header wider than the scan": _with_jpeg_size(jpg, 96, 64),
+        "header shorter than the scan": _with_jpeg_size(jpg, 48, 32),
+        "entropy data corrupted": bytes(flipped),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_corrupt_jpegs()))
+def test_corrupt_jpegs_are_malformed_not_grey_padded(kind):
+    blob = _corrupt_jpegs()[kind]
+    assert cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR) is not None  # OpenCV takes it
+    with pytest.raises(ImageFormatError, match="corrupt JPEG"):
+        decode_compressed("jpeg", blob)
+
+
+def test_good_jpeg_pixels_match_opencv():
+    _, jpg = encode_compressed(_photo(), "jpeg", quality=80)
+    ref = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    out = decode_compressed("jpeg", jpg)
+    np.testing.assert_array_equal(out, ref)
+    assert out.flags.c_contiguous and out.flags.writeable
+
+
 @pytest.mark.parametrize("codec", ["png", "jpeg"])
 def test_compressed_bomb_is_rejected_from_its_header(codec):
     _, small = encode_compressed(_photo(), codec)

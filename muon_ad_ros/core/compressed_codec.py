@@ -1,10 +1,17 @@
 """sensor_msgs/CompressedImage <-> RGB arrays (JPEG and PNG), plain numpy / OpenCV.
 
 The image size is read from the PNG IHDR chunk or the JPEG SOF segment and checked against the
-limits of image_codec *before* cv2.imdecode allocates the frame, so a tiny packet that claims to be
+limits of image_codec *before* the decoder allocates the frame, so a tiny packet that claims to be
 100000 x 100000 px is rejected in microseconds. Truncation is caught up front as well (no PNG IEND
-chunk / no JPEG EOI marker after the scan), because libjpeg "decodes" a truncated JPEG by padding
-it with grey and only prints a warning.
+chunk / no JPEG EOI marker after the scan).
+
+JPEGs are decoded by libjpeg-turbo through simplejpeg with ``strict=True``: libjpeg "decodes" a
+truncated or corrupt JPEG, or one whose frame header claims more rows than its scan holds, by
+padding it with grey and only printing a warning ("Corrupt JPEG data: premature end of data
+segment"), and cv2.imdecode passes such a frame on as a good one. In strict mode every libjpeg
+warning is an error, so such a frame is malformed and never published. (Same library and IDCT as
+OpenCV's decoder: the pixels of a good JPEG are identical.) PNGs are decoded by OpenCV (libpng
+fails on CRC errors and missing data).
 
 Format strings follow image_transport: the old plain "jpeg" / "png", and the compressed_image_transport
 style "<source encoding>; <codec> compressed <encoding inside>", e.g. "rgb8; jpeg compressed bgr8".
@@ -16,6 +23,7 @@ from typing import Optional
 
 import cv2
 import numpy as np
+import simplejpeg
 
 from muon_ad_ros.core import image_codec
 from muon_ad_ros.core.errors import ConfigError, ImageFormatError
@@ -127,6 +135,27 @@ def decode_compressed(format: str, data, max_pixels: Optional[int] = None) -> np
         raise ImageFormatError("compressed image data is empty")
     height, width = compressed_size(blob)
     image_codec.check_image_size(height, width, max_pixels)   # from the header: nothing allocated yet
+    if blob.startswith(_JPEG_SOI):
+        rgb = _decode_jpeg(blob)
+    else:
+        rgb = _decode_png(blob, format)
+    image_codec.check_image_size(rgb.shape[0], rgb.shape[1])   # never trust the header alone
+    if rgb.shape[:2] != (height, width):
+        raise ImageFormatError(
+            f"decoded image is {rgb.shape[1]}x{rgb.shape[0]} but its header says {width}x{height}")
+    return rgb
+
+
+def _decode_jpeg(blob: bytes) -> np.ndarray:
+    """HxWx3 RGB, or ImageFormatError on any libjpeg error *or warning* (see the module doc)."""
+    try:
+        return simplejpeg.decode_jpeg(blob, colorspace="RGB", strict=True)
+    except (ValueError, RuntimeError) as e:
+        reason = (str(e).strip().splitlines() or ["corrupt data"])[0]
+        raise ImageFormatError(f"corrupt JPEG ({len(blob)} bytes): {reason}") from None
+
+
+def _decode_png(blob: bytes, format: str) -> np.ndarray:
     encoded = np.frombuffer(blob, np.uint8)
     try:
         if _IMREAD_RGB is not None:
@@ -139,10 +168,6 @@ def decode_compressed(format: str, data, max_pixels: Optional[int] = None) -> np
     if rgb is None:
         raise ImageFormatError(
             f"cannot decode compressed image ({format!r}, {len(blob)} bytes): corrupt data")
-    image_codec.check_image_size(rgb.shape[0], rgb.shape[1])   # never trust the header alone
-    if rgb.shape[:2] != (height, width):
-        raise ImageFormatError(
-            f"decoded image is {rgb.shape[1]}x{rgb.shape[0]} but its header says {width}x{height}")
     return rgb
 
 
