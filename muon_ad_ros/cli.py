@@ -20,7 +20,8 @@ from muon_ad_ros.core.image_codec import DEFAULT_MAX_SIDE
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v"}
 # Sub-commands owned by other modules; each module provides register(subparsers).
-PLUGIN_MODULES = ("muon_ad_ros.export_cli", "muon_ad_ros.evaluation.eval_bag_cli", "muon_ad_ros.demo")
+PLUGIN_MODULES = ("muon_ad_ros.export_cli", "muon_ad_ros.evaluation.eval_bag_cli", "muon_ad_ros.demo",
+                  "muon_ad_ros.stereo_cli")
 
 
 class UserError(MuonAdError):
@@ -50,7 +51,8 @@ def build_stylizer(args):
 
     return Stylizer.from_model(args.model, backend=args.backend, precision=args.precision, style=args.style,
                                strength=args.strength, resolution=parse_resolution(args.resolution),
-                               max_side=args.max_side, threads=args.threads)
+                               max_side=args.max_side, threads=args.threads,
+                               temporal=getattr(args, 'temporal', False))
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -71,36 +73,18 @@ def write_rgb(path: Path, rgb: np.ndarray) -> None:
 
 
 def _stylize_video(stylizer, src: Path, dst: Path) -> int:
-    import cv2
+    """Frame by frame through the stylizer (in order: a temporal stylizer sees a video);
+    the output gets its name only when complete."""
+    from muon_ad_ros.core.frame_sources import VideoSource
+    from muon_ad_ros.core.video_sink import VideoSink
 
-    cap = cv2.VideoCapture(str(src))
-    if not cap.isOpened():
-        raise UserError(f"cannot open video {src}")
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    writer, frames = None, 0
-    tmp = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
-    try:
-        while True:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            out = stylizer.stylize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).image
-            if writer is None:
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                fourcc = cv2.VideoWriter_fourcc(*("mp4v" if dst.suffix.lower() in {".mp4", ".m4v", ".mov"} else "MJPG"))
-                writer = cv2.VideoWriter(str(tmp), fourcc, fps, (out.shape[1], out.shape[0]))
-                if not writer.isOpened():
-                    raise UserError(f"cannot write video {dst}")
-            writer.write(cv2.cvtColor(out, cv2.COLOR_RGB2BGR))
-            frames += 1
-    finally:
-        cap.release()
-        if writer is not None:
-            writer.release()
+    source = VideoSource(src)
+    with VideoSink(dst, source.fps or 25.0) as sink:
+        for frame in source.frames():
+            sink.write(stylizer.stylize(frame.rgb).image)
+        frames = sink.commit()
     if frames == 0:
-        tmp.unlink(missing_ok=True)
         raise UserError(f"no frame could be read from {src}")
-    tmp.replace(dst)  # only a complete video gets the final name
     return frames
 
 
@@ -177,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("output", help="output image, folder (for a folder input) or video")
     _add_model_args(p)
+    p.add_argument("--temporal", action="store_true",
+                   help="video and folder inputs: steady output (each frame blended with the previous "
+                        "one along the input's optical flow; a folder is a sequence in name order)")
     p.set_defaults(func=cmd_stylize)
 
     p = sub.add_parser("info", help="describe a model: styles, files, card")

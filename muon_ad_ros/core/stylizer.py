@@ -22,6 +22,7 @@ from muon_ad_ros.core.image_codec import DEFAULT_MAX_SIDE
 from muon_ad_ros.core.model_store import ModelFiles, resolve_model
 from muon_ad_ros.core.student import SIZE_MULTIPLE
 from muon_ad_ros.core.style_spec import StyleSpec, parse_style
+from muon_ad_ros.core.temporal import TemporalConfig, TemporalFilter
 
 MAX_SIDE_LIMIT = 8192
 
@@ -83,7 +84,8 @@ class Stylizer:
     """Stylize RGB frames with one engine; style and strength can change between calls."""
 
     def __init__(self, engine: Engine, styles: Sequence[str], policy: InputPolicy = InputPolicy(),
-                 style: StyleSpec = 0, strength: float = 1.0, card: Optional[dict] = None):
+                 style: StyleSpec = 0, strength: float = 1.0, card: Optional[dict] = None,
+                 temporal: Union[bool, TemporalConfig] = False):
         if len(styles) != engine.num_styles:
             raise ConfigError(f"{len(styles)} style names for an engine with {engine.num_styles} styles")
         self.engine = engine
@@ -92,19 +94,23 @@ class Stylizer:
         self.card = card or {}
         self._style_weights = self.style_weights(style)
         self._strength = self._check_strength(strength)
+        self._temporal: Optional[TemporalFilter] = None
+        self.set_temporal(temporal)
 
     @classmethod
     def from_model(cls, model: Union[str, os.PathLike, ModelFiles] = "default", backend: str = "onnxruntime",
                    precision: str = "fp32", style: StyleSpec = 0, strength: float = 1.0,
                    resolution: Optional[tuple[int, int]] = None, max_side: int = DEFAULT_MAX_SIDE,
-                   threads: Optional[int] = None, device: str = "cpu", **engine_options) -> "Stylizer":
+                   threads: Optional[int] = None, device: str = "cpu",
+                   temporal: Union[bool, TemporalConfig] = False, **engine_options) -> "Stylizer":
         """Resolve ``model`` ("default", an id, a card, .onnx or .safetensors) and build its engine."""
         files = model if isinstance(model, ModelFiles) else resolve_model(model)
         engine = create_engine(files, backend=backend, precision=precision, device=device,
                                threads=threads, **engine_options)
         width, height = resolution if resolution else (0, 0)
         policy = InputPolicy(width=width, height=height, max_side=max_side)
-        return cls(engine, files.styles, policy, style=style, strength=strength, card=files.card)
+        return cls(engine, files.styles, policy, style=style, strength=strength, card=files.card,
+                   temporal=temporal)
 
     # -- style and strength -------------------------------------------------------------------
     def style_weights(self, style: StyleSpec) -> np.ndarray:
@@ -132,6 +138,27 @@ class Stylizer:
     @property
     def current_style_weights(self) -> np.ndarray:
         return self._style_weights.copy()
+
+    # -- temporal stabilisation (core/temporal.py) -------------------------------------------------
+    def set_temporal(self, temporal: Union[bool, TemporalConfig]) -> None:
+        """Turn the video filter on (True or a TemporalConfig) or off. While on, consecutive
+        ``stylize`` calls are treated as frames of one video: use one Stylizer per stream."""
+        if isinstance(temporal, TemporalConfig):
+            self._temporal = TemporalFilter(temporal)
+        elif temporal and self._temporal is None:
+            self._temporal = TemporalFilter()
+        elif not temporal:
+            self._temporal = None
+
+    @property
+    def temporal(self) -> Optional[TemporalFilter]:
+        """The video filter (its config and stats), or None when off."""
+        return self._temporal
+
+    def reset_temporal(self) -> None:
+        """Forget the previous frame (a new video starts; the next frame is not blended)."""
+        if self._temporal is not None:
+            self._temporal.reset()
 
     # -- the pipeline ----------------------------------------------------------------------------
     def stylize(self, rgb: np.ndarray, style: Optional[StyleSpec] = None,
@@ -163,8 +190,12 @@ class Stylizer:
         if alpha < 1.0:
             out = cv2.addWeighted(out, alpha, rgb, 1.0 - alpha, 0.0)
         t3 = time.perf_counter()
+        temporal = self._temporal
+        if temporal is not None:  # blend with the previous output along the input's motion
+            out = temporal.apply(rgb, out, key=(weights.tobytes(), alpha))
+        t4 = time.perf_counter()
         timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
-                   "postprocess": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
+                   "postprocess": (t3 - t2) * 1e3, "temporal": (t4 - t3) * 1e3, "total": (t4 - t0) * 1e3}
         return StylizeResult(image=np.ascontiguousarray(out), timings=timings, network_hw=(net_h, net_w))
 
     def describe(self) -> str:
