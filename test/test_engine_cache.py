@@ -54,3 +54,26 @@ def test_shape_profile_validation_and_containment():
     assert profile.contains(480, 640) and not profile.contains(2000, 640)
     with pytest.raises(EngineError):
         ShapeProfile((480, 640), (240, 320), (1088, 1920))
+
+
+def test_an_engine_file_with_flipped_bytes_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("MUON_AD_CACHE_DIR", str(tmp_path / "hash_cache"))
+    cache = EngineCache(tmp_path / "engines")
+    path = cache.store(key(), b"serialized engine bytes")
+    assert cache.lookup(key()) == path
+    path.write_bytes(b"serialized engine bytez")          # same size, one byte off, new mtime
+    with pytest.raises(EngineError, match="does not match the sha256"):
+        cache.lookup(key())
+    with pytest.raises(EngineError, match="does not match the sha256"):
+        verify_engine_file(path, key())
+
+
+def test_a_key_file_without_the_engine_hash_is_refused(tmp_path):
+    import json
+
+    path = EngineCache(tmp_path).store(key(), b"x")
+    record = json.loads(sidecar_path(path).read_text())
+    del record["engine_sha256"]
+    sidecar_path(path).write_text(json.dumps(record))
+    with pytest.raises(EngineError, match="rebuild"):
+        verify_engine_file(path, key())

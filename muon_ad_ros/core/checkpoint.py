@@ -15,6 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from muon_ad_ros.core.errors import ModelError
+from muon_ad_ros.core.integrity import sha256_file  # re-exported: the one hash of a file
 from muon_ad_ros.core.student import StudentConfig, StudentNet
 
 
@@ -76,16 +77,6 @@ def load_student(weights_path: str | os.PathLike, map_location: str = "cpu") -> 
     except (SafetensorError, RuntimeError, OSError) as exc:
         raise ModelError(f"{path}: cannot load student weights ({exc})") from None
     return model.eval()
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 __all__ = ["atomic_write_bytes", "atomic_write_json", "load_student", "read_student_config",

@@ -8,6 +8,10 @@ A shipped model is a *card* ``models/<id>.card.json`` naming its files relative 
      "training": {...}, "data": [...], "metrics": {...}, "tolerances": {...}}
 
 ``models/default.txt`` holds the id of the default model, so the default changes with one line.
+
+A card's file paths must stay inside the card's folder (no absolute path, no ``..`` out of it), and
+every file is checked against the card's sha256 (and size) before an engine opens it
+(core/integrity.py: cached by size + mtime, so a start-up with unchanged files hashes nothing).
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Optional
 
 from muon_ad_ros.core.errors import ModelError
+from muon_ad_ros.core.integrity import file_matches
 
 CARD_SUFFIX = ".card.json"
 PACKAGE_NAME = "muon_ad_ros"
@@ -48,6 +53,7 @@ class ModelFiles:
     card: dict
     card_path: Optional[Path] = None
     files: dict[str, Path] = field(default_factory=dict)  # role -> path (onnx_fp32, onnx_int8, weights...)
+    expected: dict[str, dict] = field(default_factory=dict)  # role -> {"sha256": ..., "bytes": ...} from the card
 
     @property
     def id(self) -> str:
@@ -63,7 +69,19 @@ class ModelFiles:
         path = self.files[role]
         if not path.is_file():
             raise ModelError(f"model {self.id!r}: {role} file missing: {path}")
+        self._verify(role, path)
         return path
+
+    def _verify(self, role: str, path: Path) -> None:
+        """ModelError unless the file has the size and sha256 its card records."""
+        want = self.expected.get(role, {})
+        size, sha = want.get("bytes"), want.get("sha256")
+        if size is not None and path.stat().st_size != size:
+            raise ModelError(f"model {self.id!r}: {role} file {path.name} has {path.stat().st_size} bytes, its card "
+                             f"says {size} (truncated or replaced); reinstall the model")
+        if sha is not None and not file_matches(path, sha):
+            raise ModelError(f"model {self.id!r}: {role} file {path.name} does not match the sha256 of its card "
+                             "(corrupt or modified); reinstall or re-export the model")
 
 
 def load_card(card_path: Path) -> ModelFiles:
@@ -73,11 +91,25 @@ def load_card(card_path: Path) -> ModelFiles:
         raise ModelError(f"{card_path}: unreadable model card ({exc})") from None
     if not isinstance(card, dict) or "files" not in card or "styles" not in card:
         raise ModelError(f"{card_path}: a model card needs 'styles' and 'files'")
-    files = {}
+    files, expected = {}, {}
     for role, entry in card["files"].items():
         rel = entry["path"] if isinstance(entry, dict) else entry
-        files[role] = (card_path.parent / rel).resolve()
-    return ModelFiles(card=card, card_path=card_path, files=files)
+        files[role] = _inside(card_path, role, rel)
+        if isinstance(entry, dict):
+            expected[role] = {k: entry[k] for k in ("sha256", "bytes") if entry.get(k) is not None}
+    return ModelFiles(card=card, card_path=card_path, files=files, expected=expected)
+
+
+def _inside(card_path: Path, role: str, rel: str) -> Path:
+    """The file a card names, which must lie in the card's folder: a card cannot point a node at
+    /etc/... or ../../somewhere (a copied or downloaded card would load files it does not ship)."""
+    pure = Path(rel)
+    if pure.is_absolute() or rel.startswith(("/", "\\")) or ".." in pure.parts:
+        raise ModelError(f"{card_path}: {role} path {rel!r} must be relative to the card's folder, "
+                         "without '..'")
+    # Checked on the text, not the resolved path: an install by symlinks (colcon --symlink-install)
+    # links each file to the source tree, and that must still load.
+    return (card_path.parent / pure).resolve()
 
 
 def default_model_id(directory: Optional[Path] = None) -> str:

@@ -10,8 +10,8 @@ import math
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
 STALE_AFTER_S = 5.0
-STAGES = ("queue", "decode", "preprocess", "inference", "postprocess", "publish", "receive_to_publish",
-          "stamp_to_publish")
+STAGES = ("queue", "decode", "preprocess", "inference", "postprocess", "temporal", "publish",
+          "receive_to_publish", "stamp_to_publish")
 
 
 def _fmt(value: float) -> str:
@@ -41,6 +41,7 @@ def stylize_status(node, malformed_since_last: int) -> DiagnosticStatus:
         "frames_in": str(counts["frames_in"]), "frames_out": str(counts["frames_out"]),
         "dropped": str(dropped), "malformed": str(counts["malformed"]), "errors": str(counts["errors"]),
         "style": node._style_name, "strength": f"{node.stylizer.strength:g}",
+        "temporal": "on" if node.stylizer.temporal is not None else "off",
         "model": str(node.stylizer.card.get("id", "?")), "engine": node.stylizer.engine.describe(),
         "untrained": str(bool(node.stylizer.card.get("untrained", False))).lower(),
         "last_problem": node._last_problem,

@@ -65,6 +65,9 @@ PARAMS = (
               dynamic=True, any_type=True, check=_check_style_type),
     ParamSpec("strength", 1.0, "blend of stylized and input image, 0..1; changes live", dynamic=True,
               float_range=(0.0, 1.0)),
+    ParamSpec("temporal", False, "steady video for AR: blend each output with the previous one along the "
+              "input's optical flow, occlusion-aware, reset on scene cuts (core/temporal.py); changes live",
+              dynamic=True),
     ParamSpec("network_width", 0, "fixed network input width (with network_height; 0: frame size)",
               int_range=SIZE),
     ParamSpec("network_height", 0, "fixed network input height (with network_width; 0: frame size)",
@@ -103,7 +106,7 @@ class StylizeNode(Node):
         self.stylizer = Stylizer.from_model(
             p["model"], backend=p["backend"], precision=p["precision"], device=p["device"],
             threads=p["threads"] or None, resolution=resolution, max_side=p["max_side"],
-            style=p["style"], strength=p["strength"])
+            style=p["style"], strength=p["strength"], temporal=p["temporal"])
         self._style_name = self._describe_style()
         self.add_on_set_parameters_callback(make_on_set_callback(PARAMS, self._prepare_parameter))
 
@@ -163,6 +166,8 @@ class StylizeNode(Node):
             change = functools.partial(self._set_style_weights, self.stylizer.style_weights(value))
         elif name == "strength":
             change = functools.partial(self.stylizer.set_strength, Stylizer._check_strength(value))
+        elif name == "temporal":
+            change = functools.partial(self.stylizer.set_temporal, bool(value))
         else:  # jpeg_quality: read by the worker for each frame
             change = functools.partial(self.params.__setitem__, name, value)
 
@@ -249,6 +254,7 @@ class StylizeNode(Node):
         self.times.add_all({"queue": (t0 - t_received) * ms, "decode": (t1 - t0) * ms,
                             "preprocess": timings["preprocess"], "inference": timings["inference"],
                             "postprocess": timings["postprocess"] + resize_ms,
+                            "temporal": timings.get("temporal", 0.0),
                             "publish": (t3 - t2) * ms, "receive_to_publish": (t3 - t_received) * ms,
                             "stamp_to_publish": (now_ns - conv.stamp_to_ns(header.stamp)) / 1e6})
 

@@ -3,7 +3,9 @@
 A serialized TensorRT engine is valid for one ONNX graph, one TensorRT version, one GPU
 architecture, one precision and one optimisation profile. The cache key holds all five; each
 engine file has a JSON sidecar with the key, so a mismatch is reported field by field instead of
-failing deep inside ``deserialize_cuda_engine`` (or, worse, running a stale engine). Nothing here
+failing deep inside ``deserialize_cuda_engine`` (or, worse, running a stale engine). The sidecar
+also holds the engine file's own sha256, checked before the engine is used (core/integrity.py,
+cached by size + mtime): a corrupt or swapped engine file is an error, not a silent wrong output. Nothing here
 imports TensorRT: the logic is plain Python and tested on CPU.
 """
 from __future__ import annotations
@@ -15,8 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
-from muon_ad_ros.core.checkpoint import atomic_write_bytes, atomic_write_json, sha256_file
+from muon_ad_ros.core.checkpoint import atomic_write_bytes, atomic_write_json
 from muon_ad_ros.core.errors import EngineError
+from muon_ad_ros.core.integrity import file_matches, sha256_file
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,10 @@ def verify_engine_file(engine_path: str | os.PathLike, expected: EngineKey) -> N
         raise EngineError(f"TensorRT engine not found: {engine_path}")
     side = sidecar_path(engine_path)
     try:
-        found = EngineKey.from_dict(json.loads(side.read_text()))
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, EngineError) as exc:
+        record = json.loads(side.read_text())
+        found = EngineKey.from_dict(record)
+        engine_sha = str(record["engine_sha256"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, EngineError) as exc:
         raise EngineError(f"{engine_path}: missing or unreadable key file {side.name} ({exc}); "
                           "rebuild it with `muon-ad build-engine`") from None
     if found != expected:
@@ -84,6 +89,9 @@ def verify_engine_file(engine_path: str | os.PathLike, expected: EngineKey) -> N
         diffs = [f"{k}: engine has {have[k]!r}, need {want[k]!r}" for k in want if want[k] != have[k]]
         raise EngineError(f"{engine_path} does not match this model/GPU/precision ({'; '.join(diffs)}); "
                           "rebuild it with `muon-ad build-engine`")
+    if not file_matches(engine_path, engine_sha):
+        raise EngineError(f"{engine_path} does not match the sha256 in {side.name} (corrupt or replaced); "
+                          "delete it and rebuild it with `muon-ad build-engine`")
 
 
 class EngineCache:
@@ -107,8 +115,10 @@ class EngineCache:
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.path_for(key, name)
         # Key first: a crash in between leaves a key without an engine, which reads as "not built".
-        atomic_write_json(sidecar_path(path), key.to_dict())
-        atomic_write_bytes(path, bytes(serialized))
+        serialized = bytes(serialized)
+        record = {**key.to_dict(), "engine_sha256": hashlib.sha256(serialized).hexdigest()}
+        atomic_write_json(sidecar_path(path), record)
+        atomic_write_bytes(path, serialized)
         return path
 
 
