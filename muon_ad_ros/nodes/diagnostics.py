@@ -42,7 +42,6 @@ def stylize_status(node, malformed_since_last: int) -> DiagnosticStatus:
         "dropped": str(dropped), "malformed": str(counts["malformed"]), "errors": str(counts["errors"]),
         "style": node._style_name, "strength": f"{node.stylizer.strength:g}",
         "temporal": "on" if node.stylizer.temporal is not None else "off",
-        "temporal": "on" if node.stylizer.temporal is not None else "off",
         "model": str(node.stylizer.card.get("id", "?")), "engine": node.stylizer.engine.describe(),
         "untrained": str(bool(node.stylizer.card.get("untrained", False))).lower(),
         "last_problem": node._last_problem,

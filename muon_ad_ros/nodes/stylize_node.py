@@ -68,9 +68,6 @@ PARAMS = (
     ParamSpec("temporal", False, "steady video for AR: blend each output with the previous one along the "
               "input's optical flow, occlusion-aware, reset on scene cuts (core/temporal.py); changes live",
               dynamic=True),
-    ParamSpec("temporal", False, "steady video for AR: blend each output with the previous one along the "
-              "input's optical flow, occlusion-aware, reset on scene cuts (core/temporal.py); changes live",
-              dynamic=True),
     ParamSpec("network_width", 0, "fixed network input width (with network_height; 0: frame size)",
               int_range=SIZE),
     ParamSpec("network_height", 0, "fixed network input height (with network_width; 0: frame size)",
@@ -171,8 +168,6 @@ class StylizeNode(Node):
             change = functools.partial(self.stylizer.set_strength, Stylizer._check_strength(value))
         elif name == "temporal":
             change = functools.partial(self.stylizer.set_temporal, bool(value))
-        elif name == "temporal":
-            change = functools.partial(self.stylizer.set_temporal, bool(value))
         else:  # jpeg_quality: read by the worker for each frame
             change = functools.partial(self.params.__setitem__, name, value)
 
@@ -259,7 +254,6 @@ class StylizeNode(Node):
         self.times.add_all({"queue": (t0 - t_received) * ms, "decode": (t1 - t0) * ms,
                             "preprocess": timings["preprocess"], "inference": timings["inference"],
                             "postprocess": timings["postprocess"] + resize_ms,
-                            "temporal": timings.get("temporal", 0.0),
                             "temporal": timings.get("temporal", 0.0),
                             "publish": (t3 - t2) * ms, "receive_to_publish": (t3 - t_received) * ms,
                             "stamp_to_publish": (now_ns - conv.stamp_to_ns(header.stamp)) / 1e6})
