@@ -67,13 +67,26 @@ def read_image(path: str) -> torch.Tensor:
     return to_tensor(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
 
+_NOT_IMAGES = frozenset({"data_dir", "download_all", "file_hash", "lbp_frontal_face_cascade_filename"})
+
+
 def skimage_image(name: str) -> torch.Tensor:
+    """A scikit-image sample by name; anything that is not one 2-D image (a helper such as
+    download_all, a missing download, a tuple, a 3-D volume) is a one-line ConfigError."""
     import skimage.data
 
-    loader = getattr(skimage.data, name, None)
-    if loader is None or not callable(loader):
+    loader = getattr(skimage.data, name, None) if isinstance(name, str) else None
+    if name not in getattr(skimage.data, "__all__", ()) or name in _NOT_IMAGES or not callable(loader):
         raise ConfigError(f"skimage.data has no image {name!r}")
-    return to_tensor(np.asarray(loader()))
+    try:
+        image = loader()
+    except Exception as exc:  # noqa: BLE001 - e.g. a sample that needs a download (pooch, network)
+        reason = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise ConfigError(f"skimage.data.{name} cannot be loaded ({type(exc).__name__}: {reason})") from None
+    shape = getattr(image, "shape", ())
+    if not isinstance(image, np.ndarray) or len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (3, 4)):
+        raise ConfigError(f"skimage.data.{name} is not a 2-D grey or colour image")
+    return to_tensor(image)
 
 
 def video_frames(path: str, every: int, max_frames: int) -> list[torch.Tensor]:

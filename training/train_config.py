@@ -198,6 +198,10 @@ class TrainConfig:
         need(self.device in ("auto", "cpu", "cuda"), f"device must be auto/cpu/cuda, got {self.device!r}")
         need(self.amp in ("bf16", "fp16", "none"), f"amp must be bf16/fp16/none, got {self.amp!r}")
         need(self.student_preset in ("default", "tiny"), "student_preset must be default/tiny")
+        for name in ("log_every", "image_every", "checkpoint_every"):  # the trainer takes step % value
+            value = getattr(self.logging, name)
+            need(type(value) is int and value >= 1, f"logging.{name} must be an integer >= 1, got {value!r}")
+        need(self.logging.keep_checkpoints >= 0, "logging.keep_checkpoints must be >= 0 (0 keeps all)")
         for i, p in enumerate(self.phases):
             where = f"phases[{i}] ({p.name})"
             need(p.steps >= 1, f"{where}.steps must be >= 1")
@@ -282,9 +286,14 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def read_yaml(path: str | Path) -> dict:
-    """The YAML mapping of ``path`` with ``extends:`` chains resolved (relative to each file)."""
+def read_yaml(path: str | Path, _chain: tuple = ()) -> dict:
+    """The YAML mapping of ``path`` with ``extends:`` chains resolved (relative to each file); a
+    chain that comes back to a file it passed through is a ConfigError naming the cycle."""
     path = Path(path)
+    key = path.resolve()
+    if key in _chain:
+        cycle = " -> ".join(p.name for p in (*_chain[_chain.index(key):], key))
+        raise ConfigError(f"{path}: 'extends' makes a cycle ({cycle})")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -293,7 +302,9 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError(f"{path}: the top level must be a mapping")
     parent = data.pop("extends", None)
     if parent is not None:
-        data = _merge(read_yaml(path.parent / parent), data)
+        if not isinstance(parent, str) or not parent:
+            raise ConfigError(f"{path}: 'extends' must name one YAML file, got {parent!r}")
+        data = _merge(read_yaml(path.parent / parent, (*_chain, key)), data)
     return data
 
 

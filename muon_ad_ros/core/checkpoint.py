@@ -75,7 +75,8 @@ def load_student(weights_path: str | os.PathLike, map_location: str = "cpu") -> 
         state = load_file(str(path), device=map_location)
         model.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, OSError) as exc:
-        raise ModelError(f"{path}: cannot load student weights ({exc})") from None
+        reason = " ".join(str(exc).split())   # load_state_dict lists every key on its own line
+        raise ModelError(f"{path}: cannot load student weights ({reason[:300]})") from None
     return model.eval()
 
 

@@ -85,18 +85,32 @@ class ModelFiles:
 
 
 def load_card(card_path: Path) -> ModelFiles:
+    """Read and check a card; any malformed field is a one-line ModelError naming it."""
     try:
         card = json.loads(card_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{card_path}: unreadable model card ({exc})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{card_path}: unreadable model card ({str(exc).splitlines()[0]})") from None
     if not isinstance(card, dict) or "files" not in card or "styles" not in card:
         raise ModelError(f"{card_path}: a model card needs 'styles' and 'files'")
+    styles = card["styles"]
+    if (not isinstance(styles, list) or not styles or not all(isinstance(n, str) and n for n in styles)
+            or len(set(styles)) != len(styles)):
+        raise ModelError(f"{card_path}: 'styles' must be a list of distinct, non-empty names")
+    if not isinstance(card["files"], dict):
+        raise ModelError(f"{card_path}: 'files' must map a role to {{\"path\": ..., \"sha256\": ...}}")
     files, expected = {}, {}
     for role, entry in card["files"].items():
-        rel = entry["path"] if isinstance(entry, dict) else entry
+        rel = entry.get("path") if isinstance(entry, dict) else entry
+        if not isinstance(rel, str) or not rel:
+            raise ModelError(f"{card_path}: files.{role} needs a 'path' (a file name next to the card)")
         files[role] = _inside(card_path, role, rel)
         if isinstance(entry, dict):
             expected[role] = {k: entry[k] for k in ("sha256", "bytes") if entry.get(k) is not None}
+            sha, size = expected[role].get("sha256"), expected[role].get("bytes")
+            if sha is not None and not (isinstance(sha, str) and len(sha) == 64):
+                raise ModelError(f"{card_path}: files.{role}.sha256 must be 64 hex digits, got {sha!r:.80}")
+            if size is not None and (type(size) is not int or size < 0):
+                raise ModelError(f"{card_path}: files.{role}.bytes must be a byte count, got {size!r:.80}")
     return ModelFiles(card=card, card_path=card_path, files=files, expected=expected)
 
 

@@ -33,6 +33,17 @@ def resolve_providers(device: str) -> list[str]:
     return [provider] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
 
 
+def run_failure(exc: BaseException, shape) -> str:
+    """One line for a failed inference. Out of memory (a frame too large for this machine) is the
+    common case on a robot; say so, and what to lower, instead of ORT's multi-line status dump."""
+    text = " ".join(str(exc).split())
+    h, w = shape[-2:]
+    if isinstance(exc, MemoryError) or any(k in text.lower() for k in ("alloc", "out of memory", "memory")):
+        return (f"onnxruntime ran out of memory at {w}x{h}: lower max_side or the network resolution "
+                f"({type(exc).__name__}: {text[:160]})")
+    return f"onnxruntime inference failed at {w}x{h} ({type(exc).__name__}: {text[:200]})"
+
+
 class OnnxRuntimeEngine(Engine):
     backend = "onnxruntime"
 
@@ -72,7 +83,10 @@ class OnnxRuntimeEngine(Engine):
     def _run(self, image: np.ndarray, style_weights: np.ndarray) -> np.ndarray:
         feeds = {"image": image.astype(self.io_dtype, copy=False),
                  "style_weights": style_weights.astype(self.io_dtype, copy=False)}
-        out = self.session.run(["stylized"], feeds)[0]
+        try:
+            out = self.session.run(["stylized"], feeds)[0]
+        except Exception as exc:  # onnxruntime's own types (RuntimeException, Fail...), MemoryError
+            raise EngineError(run_failure(exc, image.shape)) from None
         return out.astype(np.float32, copy=False)
 
     def describe(self) -> str:
