@@ -32,7 +32,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="model id, card (.card.json), .onnx or .safetensors")
     p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch", "tensorrt"])
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
-    p.add_argument("--style", default="0", help="style name or index (see `muon-ad info`)")
+    p.add_argument("--style", default="0",
+                   help="style name, index or mixture such as 'a:0.7,b:0.3' (see `muon-ad info`)")
     p.add_argument("--strength", type=float, default=1.0, help="blend with the input, 0..1")
     p.add_argument("--resolution", default="", help="network resolution WxH (default: the frame's own)")
     p.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
@@ -153,6 +154,24 @@ def cmd_build_engine(args) -> int:
     return 0
 
 
+def cmd_add_style(args) -> int:
+    try:  # training-side code (torch, the teacher): imported only when this command runs
+        from muon_ad_training.add_style import AddStyleConfig, add_style
+    except ImportError as exc:
+        raise UserError(f"add-style needs the training extras (pip install .[train]): {exc}") from None
+    if not args.minutes > 0:
+        raise UserError(f"--minutes must be > 0, got {args.minutes}")
+    config = AddStyleConfig(minutes=args.minutes, tile=args.tile, seed=args.seed)
+    card = add_style(args.image, args.name, args.out, model=args.model, content=args.content or (),
+                     config=config, provenance=args.provenance)
+    info = json.loads(card.read_text())
+    added = info["added_styles"][-1]["training"]
+    print(f"wrote {card} (styles: {', '.join(info['styles'])}; {added['steps']} steps in {added['seconds']} s, "
+          f"loss {added['loss_first']:.3f} -> {added['loss_last']:.3f})")
+    print(f"try: muon-ad stylize PHOTO out.png --model {card} --style {args.name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="muon-ad", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -179,6 +198,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max", default="1920x1088", help="largest input WxH")
     p.add_argument("--cache-dir", default=None)
     p.set_defaults(func=cmd_build_engine)
+
+    p = sub.add_parser("add-style", help="train a new style into a copy of a model (minutes on a CPU)")
+    p.add_argument("image", help="the style image (a painting, a texture; at least 64 px per side)")
+    p.add_argument("--name", required=True, help="name of the new style (letters, digits, _ or -)")
+    p.add_argument("--out", required=True, help="new folder for the bundle (must not exist or be empty)")
+    p.add_argument("--model", default="default", help="base model: id, card (.card.json) or .safetensors")
+    p.add_argument("--minutes", type=float, default=5.0, help="wall-time budget, export included")
+    p.add_argument("--tile", type=int, default=1, help="tile a small texture KxK before use (keeps its scale)")
+    p.add_argument("--content", action="append", default=None, metavar="DIR",
+                   help="folder of content photos to train on (repeatable; 'sample' = the bundled photos, "
+                        "the default)")
+    p.add_argument("--provenance", default=None, help="source and licence of the style image, for the card")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_add_style)
 
     for module_name in PLUGIN_MODULES:
         importlib.import_module(module_name).register(sub)

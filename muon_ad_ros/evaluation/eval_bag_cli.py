@@ -37,7 +37,7 @@ def add_arguments(p):
     m.add_argument("--model", default="default", help="model id, card, .onnx or .safetensors")
     m.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch", "tensorrt"])
     m.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
-    m.add_argument("--style", default="0", help="style name or index")
+    m.add_argument("--style", default="0", help="style name, index or mixture such as 'a:0.7,b:0.3'")
     m.add_argument("--strength", type=float, default=1.0, help="blend with the input, 0..1")
     m.add_argument("--resolution", default=None, metavar="WxH", help="fixed network resolution")
     m.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
