@@ -291,8 +291,13 @@ def test_existing_output_is_kept_unless_overwrite(mcap_bag, tmp_path, capsys):
     (out / "precious.txt").write_text("mine")
     assert_user_error(cli(mcap_bag, "--topic", IMG, "--out", out), capsys, "exists already")
     assert (out / "precious.txt").read_text() == "mine"
-    assert cli(mcap_bag, "--topic", IMG, "--out", out, "--overwrite", "--max-frames", "3") == 0
-    assert len(read_bag(out)[IMG + "/stylized"]) == 3
+    # --overwrite replaces only a bag this tool wrote (test_bag_output.py), not this directory
+    assert_user_error(cli(mcap_bag, "--topic", IMG, "--out", out, "--overwrite"), capsys, "did not write")
+    assert (out / "precious.txt").read_text() == "mine"
+    mine = tmp_path / "mine"
+    assert cli(mcap_bag, "--topic", IMG, "--out", mine, "--max-frames", "2") == 0
+    assert cli(mcap_bag, "--topic", IMG, "--out", mine, "--overwrite", "--max-frames", "3") == 0
+    assert len(read_bag(mine)[IMG + "/stylized"]) == 3
 
 
 @pytest.mark.parametrize("args,fragment", [(["--model", "no_such_model"], "no_such_model"),

@@ -268,24 +268,84 @@ def storage_for(path, storage=None):
     return storage
 
 
+# Written into every bag directory this tool makes (and its partial folder while it is written):
+# ``--overwrite`` replaces a directory only when it holds this marker, never any other directory.
+OUTPUT_MARKER = ".muon_ad_eval_bag"
+_PARTIAL = ".partial-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale_partials(directory):
+    """Delete ``.<name>.partial-<pid>`` folders (with our marker) left by runs that were killed
+    (SIGKILL, power loss: no ``finally`` ran) and whose process is gone. Returns what was removed."""
+    removed = []
+    try:
+        entries = list(Path(directory).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        name, _, pid = entry.name.rpartition(_PARTIAL)
+        if (not name.startswith(".") or not pid.isascii() or not pid.isdigit() or entry.is_symlink()
+                or not entry.is_dir() or not (entry / OUTPUT_MARKER).is_file() or _pid_alive(int(pid))):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
+def check_replaceable(path, storage):
+    """BagError unless ``path`` is something ``--overwrite`` may delete: a bag directory this tool
+    wrote (it holds OUTPUT_MARKER) or a single bag file of the output's storage (checked by its
+    first bytes, not its name). Never a symlink, a home directory or any other folder."""
+    path = Path(path)
+    if path.is_symlink():
+        raise BagError(f"{path} is a symbolic link; --overwrite replaces only a bag (remove it yourself)")
+    if path.is_dir():
+        if (path / OUTPUT_MARKER).is_file() and (path / "metadata.yaml").is_file():
+            return
+        raise BagError(f"{path} is a directory that muon-ad eval-bag did not write; --overwrite replaces "
+                       "only such a bag or a single .mcap/.db3 file (choose another --out)")
+    if path.suffix == SUFFIX[storage]:
+        try:
+            if sniff_format(path) == storage:
+                return
+        except BagError:
+            pass
+    raise BagError(f"{path} is not a {SUFFIX[storage]} bag file; --overwrite replaces only a bag "
+                   "(choose another --out)")
+
+
 class OutputBag:
     """A rosbag2 written inside ``.<name>.partial-<pid>/`` next to ``path`` and moved to ``path`` on a
     clean exit. ``path`` named ``*.mcap`` / ``*.db3`` becomes that single storage file (``ros2 bag``
-    and rosbags read one without metadata.yaml); any other name, a rosbag2 directory.
+    and rosbags read one without metadata.yaml); any other name, a rosbag2 directory, marked with
+    OUTPUT_MARKER as written by this tool.
 
     On any exception (KeyboardInterrupt included) the partial bag is deleted, so ``path`` only ever
-    holds a complete bag. ``path`` must not exist unless ``overwrite``.
+    holds a complete bag; partial folders of killed runs are removed by the next run. ``path`` must
+    not exist unless ``overwrite``, and even then only a bag (check_replaceable) is replaced.
     """
 
     def __init__(self, path, storage=None, overwrite=False):
         self.path = Path(path)
         self.storage = storage_for(self.path, storage)
         self.single_file = self.path.suffix == SUFFIX[self.storage]
-        if self.path.exists() and not overwrite:
-            raise BagError(f"{self.path} exists already (use --overwrite to replace it)")
+        if self.path.exists() or self.path.is_symlink():
+            if not overwrite:
+                raise BagError(f"{self.path} exists already (use --overwrite to replace it)")
+            check_replaceable(self.path, self.storage)
         if not self.path.parent.is_dir():
             raise BagError(f"{self.path.parent}: output directory does not exist")
-        self.tmp_dir = self.path.parent / f".{self.path.name}.partial-{os.getpid()}"
+        self.tmp_dir = self.path.parent / f".{self.path.name}{_PARTIAL}{os.getpid()}"
         # rosbags names the storage file after the bag directory: name it so the file ends right
         self.bag_dir = self.tmp_dir / (self.path.stem if self.single_file else self.path.name)
         self._writer = None
@@ -293,9 +353,11 @@ class OutputBag:
         self.counts = {}
 
     def __enter__(self):
+        remove_stale_partials(self.path.parent)
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         try:
             self.tmp_dir.mkdir()
+            (self.tmp_dir / OUTPUT_MARKER).write_text("partial output of muon-ad eval-bag\n")
             self._writer = Writer(self.bag_dir, version=9, storage_plugin=STORAGE[self.storage])
             self._writer.open()
         except (WriterError, OSError) as e:
@@ -315,7 +377,10 @@ class OutputBag:
         try:
             if exc_type is None:
                 self._writer.close()
+                if not self.single_file:
+                    (self.bag_dir / OUTPUT_MARKER).write_text("written by muon-ad eval-bag\n")
                 if self.path.exists():  # overwrite: only now that the new bag is complete
+                    check_replaceable(self.path, self.storage)   # it may have changed meanwhile
                     shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
                 done = self.bag_dir / (self.bag_dir.name + SUFFIX[self.storage]) if self.single_file \
                     else self.bag_dir

@@ -48,7 +48,9 @@ def add_arguments(p):
                    help="output rosbag2: a directory, or a single file if named *.mcap / *.db3")
     o.add_argument("--storage", default=None, choices=sorted(bag_io.STORAGE),
                    help="output storage (default: sqlite3 for *.db3, else mcap)")
-    o.add_argument("--overwrite", action="store_true", help="replace OUTPUT_BAG if it exists")
+    o.add_argument("--overwrite", action="store_true",
+                   help="replace OUTPUT_BAG if it is a bag this tool wrote or a single .mcap/.db3 file "
+                        "(never any other directory)")
     o.add_argument("--out-suffix", default="/stylized", help="stylized topic = input topic + this")
     o.add_argument("--compressed", action="store_true",
                    help="also write <stylized topic>/compressed (CompressedImage)")
