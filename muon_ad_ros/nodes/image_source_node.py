@@ -20,7 +20,8 @@ from muon_ad_ros.core.errors import MuonAdError
 from muon_ad_ros.core.frame_sources import looping, nominal_intrinsics, open_source
 from muon_ad_ros.core.image_codec import SUPPORTED_ENCODINGS
 from muon_ad_ros.nodes import conversions as conv
-from muon_ad_ros.nodes.params import QOS_RELIABILITY, ParamSpec, check_topic, declare_all, qos_profile
+from muon_ad_ros.nodes.params import (QOS_RELIABILITY, ParamSpec, check_topic, declare_all, print_help_if_asked,
+                                      qos_profile)
 from muon_ad_ros.nodes.shutdown import shutdown, stop_on_signals, stopping
 
 PARAMS = (
@@ -107,6 +108,8 @@ class ImageSourceNode(Node):
 
 
 def main(args=None):
+    if print_help_if_asked("image_source_node", __doc__, PARAMS, args):
+        return 0
     stop_on_signals()
     rclpy.init(args=args)
     node, code = None, 0

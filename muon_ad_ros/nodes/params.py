@@ -7,6 +7,7 @@ update against the same spec, so a bad value is rejected with a reason and never
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
@@ -130,6 +131,25 @@ def make_on_set_callback(specs: Sequence[ParamSpec], prepare: Callable[[str, Any
             return SetParametersResult(successful=False, reason=one_line(exc))
 
     return callback
+
+
+def print_help_if_asked(node_name: str, doc: Optional[str], specs: Sequence[ParamSpec],
+                        args: Optional[Sequence[str]] = None) -> bool:
+    """``-h`` / ``--help`` before any ``--ros-args``: print the node's usage and parameter table and
+    return True (main() then exits 0 without starting ROS); otherwise False."""
+    argv = list(sys.argv[1:] if args is None else args)
+    own = argv[:argv.index("--ros-args")] if "--ros-args" in argv else argv
+    if not any(a in ("-h", "--help") for a in own):
+        return False
+    summary = (doc or "").strip().split("\n\n")[0]
+    lines = [f"usage: ros2 run muon_ad_ros {node_name} [--ros-args [-p NAME:=VALUE]... "
+             "[--params-file FILE] [-r FROM:=TO]...]", "", summary, "", "parameters (default; * = changes live):"]
+    width = max(len(spec.name) for spec in specs)
+    for spec in specs:
+        live = "*" if spec.dynamic else " "
+        lines.append(f"  {spec.name:<{width}} {live} {spec.default!r:<14} {spec.description}")
+    print("\n".join(lines))
+    return True
 
 
 def qos_profile(reliability: str, depth: int):

@@ -28,7 +28,7 @@ from muon_ad_ros.core.errors import ImageFormatError, MuonAdError
 from muon_ad_ros.core.rolling_stats import PercentileWindow, RateMeter
 from muon_ad_ros.nodes import conversions as conv
 from muon_ad_ros.nodes.params import (QOS_RELIABILITY, TRANSPORTS, ParamSpec, check_topic, declare_all,
-                                      qos_profile)
+                                      print_help_if_asked, qos_profile)
 from muon_ad_ros.nodes.shutdown import shutdown, stop_on_signals
 
 
@@ -179,6 +179,8 @@ class RecorderNode(Node):
 
 
 def main(args=None):
+    if print_help_if_asked("recorder_node", __doc__, PARAMS, args):
+        return 0
     stop_on_signals()
     rclpy.init(args=args)
     node = None

@@ -36,7 +36,8 @@ from muon_ad_ros.nodes.diagnostics import stylize_status
 from muon_ad_ros.nodes.latest_slot import LatestSlot
 from muon_ad_ros.nodes.shutdown import shutdown, stop_on_signals, stopping
 from muon_ad_ros.nodes.params import (COMPRESSED_FORMATS, QOS_RELIABILITY, TRANSPORTS, ParamSpec,
-                                      check_topic, declare_all, make_on_set_callback, qos_profile)
+                                      check_topic, declare_all, make_on_set_callback, print_help_if_asked,
+                                      qos_profile)
 
 
 def _check_device(value: str):
@@ -276,6 +277,8 @@ class StylizeNode(Node):
 
 
 def main(args=None):
+    if print_help_if_asked("stylize_node", __doc__, PARAMS, args):
+        return 0
     stop_on_signals()
     rclpy.init(args=args)
     node, code = None, 0
