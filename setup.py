@@ -69,6 +69,7 @@ setup(
             "ros-sensor-msgs",
             "ros-std-msgs",
             "ros-diagnostic-msgs",
+            "ros-stereo-msgs",  # stereo_stylize_node's optional disparity input (stereo_image_proc)
             "ros-rmw-fastrtps-cpp",
         ],
         "train": [
@@ -93,6 +94,7 @@ setup(
     entry_points={
         "console_scripts": [
             "stylize_node = muon_ad_ros.nodes.stylize_node:main",
+            "stereo_stylize_node = muon_ad_ros.nodes.stereo_stylize_node:main",
             "image_source_node = muon_ad_ros.nodes.image_source_node:main",
             "recorder_node = muon_ad_ros.nodes.recorder_node:main",
             "muon-ad = muon_ad_ros.cli:main",

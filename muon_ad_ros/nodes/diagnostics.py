@@ -63,3 +63,49 @@ def stylize_status(node, malformed_since_last: int) -> DiagnosticStatus:
 def status_values(status: DiagnosticStatus) -> dict:
     """{key: value} of a status, for readers of the diagnostics (tests, the demo)."""
     return {kv.key: kv.value for kv in status.values}
+
+
+STEREO_STAGES = ("queue", "decode", "left", "right", "disparity", "warp", "stylize_pair", "publish",
+                 "receive_to_publish")
+
+
+def stereo_status(node, malformed_since_last: int) -> DiagnosticStatus:
+    """The stereo node's status: pairs in and out, frames that found no partner, stage latencies."""
+    counts = dict(node.counts)
+    unmatched = node.pairer.unmatched
+    level, message = DiagnosticStatus.OK, f"stylizing pairs at {node.rate_out.rate():.1f} Hz"
+    if counts["left_in"] == 0 or counts["right_in"] == 0:
+        level = DiagnosticStatus.WARN
+        message = f"waiting for images on {' and '.join(node.input_topics)}"
+    elif node.pairer.matched == 0:
+        level, message = DiagnosticStatus.WARN, "no left and right frames within slop of each other"
+    elif node.rate_in.seconds_since_last() > STALE_AFTER_S:
+        level, message = DiagnosticStatus.WARN, f"no image for over {STALE_AFTER_S:g} s"
+    if malformed_since_last:
+        level = DiagnosticStatus.WARN
+        message = f"{malformed_since_last} malformed message(s): {node._last_problem}"
+    if counts["errors"] and counts["pairs_out"] == 0:
+        level, message = DiagnosticStatus.ERROR, f"no pair stylized: {node._last_problem}"
+    values = {
+        "left_in": str(counts["left_in"]), "right_in": str(counts["right_in"]),
+        "pairs_matched": str(node.pairer.matched), "pairs_out": str(counts["pairs_out"]),
+        "unmatched_left": str(unmatched[0]), "unmatched_right": str(unmatched[1]),
+        "unmatched": str(node.pairer.unmatched_total), "dropped": str(node._slot.dropped),
+        "malformed": str(counts["malformed"]), "errors": str(counts["errors"]),
+        "disparity_from_topic": str(counts["disparity_used"]), "mode": node.stereo.mode,
+        "output_rate_hz": _fmt(node.rate_out.rate()), "style": node._style_name,
+        "strength": f"{node.stylizer.strength:g}", "model": str(node.stylizer.card.get("id", "?")),
+        "last_problem": node._last_problem,
+    }
+    stages = node.times.summary()
+    for stage in STEREO_STAGES:
+        summary = stages.get(stage)
+        values[f"{stage}_p50_ms"] = _fmt(summary["p50"]) if summary else "nan"
+        values[f"{stage}_p95_ms"] = _fmt(summary["p95"]) if summary else "nan"
+    status = DiagnosticStatus()
+    status.level = level
+    status.name = f"{node.get_fully_qualified_name()}: stereo stylization"
+    status.message = message
+    status.hardware_id = str(node.stylizer.card.get("id", ""))
+    status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+    return status
