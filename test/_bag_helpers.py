@@ -6,7 +6,8 @@ import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from _shared import DATA
+
 BAGS = DATA / "bags"
 VIDEO = DATA / "video" / "tree.avi"
 
@@ -19,6 +20,18 @@ Time = TS.types["builtin_interfaces/msg/Time"]
 T0_NS = 1_700_000_000_000_000_000  # bag (receive) time of the first frame
 PERIOD_NS = 100_000_000            # 10 fps
 STAMP_LAG_NS = 12_345_678          # header stamps are earlier than receive times, as on a robot
+
+
+def camera_frames(count=10, size=(96, 72)):
+    """`count` consecutive frames of real footage as HxWx3 uint8 RGB of `size` (w, h): the shared
+    video when it is there, else the built-in sample (a slow pan and zoom over a scikit-image photo,
+    what image_source_node publishes), so a clone without ../shared runs the same tests."""
+    if VIDEO.exists():
+        return video_frames(count, size)
+    from muon_ad_ros.core.frame_sources import SampleSource
+
+    source = SampleSource(size[0], size[1], frames_per_image=max(count, 2))
+    return [frame.rgb for frame, _ in zip(source.frames(), range(count))]
 
 
 def video_frames(count=10, size=(96, 72), path=VIDEO):

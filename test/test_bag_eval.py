@@ -1,4 +1,8 @@
-"""muon-ad eval-bag end to end: real bags, bags written from a real video, every bad input."""
+"""muon-ad eval-bag end to end: real bags, bags written from real footage, every bad input.
+
+The bags are written here from camera frames (_bag_helpers.camera_frames: the shared video, else
+the built-in sample over scikit-image photos), so only the tests of real third-party recordings
+need ../shared."""
 import json
 from pathlib import Path
 
@@ -14,8 +18,6 @@ from muon_ad_ros.evaluation import bag_eval, eval_bag_cli
 
 RERUN_BAG = H.BAGS / "rerun_sensor_msgs.mcap"
 ROS1_NO_IMAGES = H.BAGS / "webviz_ros1_no_images.bag"
-needs_video = pytest.mark.skipif(not H.VIDEO.exists(),
-                                 reason=f"{H.VIDEO} absent: ../shared/data is not checked out")
 IMG, CMP = "/camera/image_raw", "/camera/image_raw/compressed"
 N_FRAMES = 10
 BAD_COMPRESSED = (4,)  # index of the CompressedImage frame holding garbage bytes
@@ -56,9 +58,7 @@ def assert_user_error(rc, capsys, *fragments):
 
 @pytest.fixture(scope="module")
 def frames():
-    if not H.VIDEO.exists():
-        pytest.skip(f"{H.VIDEO} absent: ../shared/data is not checked out")
-    return H.video_frames(N_FRAMES)
+    return H.camera_frames(N_FRAMES)
 
 
 @pytest.fixture(scope="module")

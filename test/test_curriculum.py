@@ -157,14 +157,50 @@ def test_content_from_folders_and_every_kth_video_frame(tmp_path: Path):
         load_styles(DataConfig(styles=[StyleRef("x", "skimage:not_a_photo")]))
 
 
-def test_default_config_data_resolves_on_the_shared_data():
-    shared = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    if not shared.is_dir():
-        pytest.skip(f"shared data not present at {shared}")
-    from muon_ad_training.data import _expand
+def stand_in_data(cfg: DataConfig, base: Path) -> None:
+    """What ``cfg`` references under ``base``, made from scikit-image photos: two photos in each
+    folder, a 30-frame video of the built-in sample for each video pattern, each style image."""
+    import cv2
+
+    from _core_helpers import real_photos
+    from muon_ad_ros.core.frame_sources import SampleSource
+
+    photos = [cv2.cvtColor(p, cv2.COLOR_RGB2BGR) for p in real_photos((120, 160))]
+    for folder in cfg.folders:
+        (base / folder).mkdir(parents=True)
+        for i, bgr in enumerate(photos[:2]):
+            cv2.imwrite(str(base / folder / f"photo{i}.jpg"), bgr)
+    for pattern in cfg.videos:
+        video = base / pattern.replace("*", "sample")
+        video.parent.mkdir(parents=True, exist_ok=True)
+        writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 15, (160, 120))
+        for frame, _ in zip(SampleSource(160, 120, frames_per_image=30).frames(), range(30)):
+            writer.write(cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR))
+        writer.release()
+    for i, ref in enumerate(r for r in cfg.styles if not r.path.startswith("skimage:")):
+        (base / ref.path).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(base / ref.path), photos[i % len(photos)])
+
+
+def test_default_config_data_loads(tmp_path):
+    """config/train/default.yaml's data (photos, videos and art in ../shared/data, scikit-image
+    photos) resolves on the shared data when it is there; without it, on a stand-in tree made from
+    scikit-image photos at the same relative paths, where it also loads: content and styles."""
+    from _shared import DATA
+    from muon_ad_training.data import _expand, load_content, load_styles
 
     cfg = load_config(REPO / "config" / "train" / "default.yaml")
     base = REPO / "config" / "train"
+    if not DATA.is_dir():
+        base = tmp_path / "repo" / "config" / "train"   # ../../../shared/data -> tmp_path/shared/data
+        stand_in_data(cfg.data, base)
     assert _expand(cfg.data.folders, base) and len(_expand(cfg.data.videos, base)) >= 1
     for ref in cfg.data.styles:
         assert ref.path.startswith("skimage:") or _expand([ref.path], base)
+    if base.is_relative_to(tmp_path):  # the real data set is too big to load in a unit test
+        images, names = load_content(cfg.data, base)
+        assert len(images) == 2 + 2 + len(cfg.data.skimage)      # photos, video frames 0 and 15, skimage
+        assert all(img.shape[0] == 3 and min(img.shape[1:]) == cfg.data.base_size for img in images)
+        styles = load_styles(cfg.data, base)
+        assert len(styles) == len(cfg.data.styles)
+        assert all(tuple(st.shape) == (3, cfg.data.style_size, cfg.data.style_size) for st in styles)

@@ -3,20 +3,19 @@ import array
 import struct
 import tracemalloc
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import skimage.data
 
+from _shared import DATA
 from muon_ad_ros.core import compressed_codec, image_codec
 from muon_ad_ros.core.errors import ConfigError, ImageFormatError
 from muon_ad_ros.core.image_codec import (SUPPORTED_ENCODINGS, ImageFields, array_to_fields,
                                           decode_compressed, encode_compressed, fields_to_array,
                                           fields_to_rgb8, rgb8_to_fields)
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 YUV_ENCODINGS = ("yuv422", "uyvy", "yuv422_yuy2", "yuyv")
 UYVY_ENCODINGS = ("yuv422", "uyvy")
 DATA_KINDS = ("bytes", "bytearray", "memoryview", "array", "numpy")
