@@ -6,7 +6,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SHARED ?= ../shared
+SHARED ?= $(or $(MUON_AD_SHARED),../shared)
 ROS2_TOOLS := $(SHARED)/ros2-tools
 COLCON := colcon-core colcon-ros colcon-python-setup-py colcon-bash colcon-package-selection
 
