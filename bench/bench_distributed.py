@@ -6,8 +6,8 @@ objective), a fixed global batch split between the ranks, the three set-ups inte
 step. Bytes come from ``training/comm.py``'s CommLog (DDP through ``counting_allreduce_hook``,
 DistributedMuon through its ``Collectives``); a step's time is the slowest rank's.
 
-    /work/venv/bin/python bench/bench_distributed.py           # ~2 min; docs/bench/distributed.json, plot, docs section
-    /work/venv/bin/python bench/bench_distributed.py --quick   # a few steps, writes /tmp only
+    python bench/bench_distributed.py           # ~2 min; docs/bench/distributed.json, plot, docs section
+    python bench/bench_distributed.py --quick   # a few steps, writes only to the temp folder
 """
 from __future__ import annotations
 
@@ -181,7 +181,7 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--global-batch", type=int, default=8)
-    p.add_argument("--quick", action="store_true", help="5 timed steps; writes /tmp only")
+    p.add_argument("--quick", action="store_true", help="5 timed steps; writes only to the temp folder")
     p.add_argument("--out", type=Path, default=None, help="JSON (default docs/bench/distributed.json)")
     p.add_argument("--no-docs", action="store_true", help="do not rewrite the docs section and plot")
     args = p.parse_args()
@@ -194,7 +194,7 @@ def main() -> int:
     print_table(rows)
     mach = machine()
     ns_ms = newton_schulz_ms()
-    res = {"command": " ".join(["/work/venv/bin/python", "bench/bench_distributed.py"] + sys.argv[1:]),
+    res = {"command": " ".join(["python", "bench/bench_distributed.py"] + sys.argv[1:]),
            "machine": mach, "crop": args.crop, "global_batch": args.global_batch, "steps": args.steps,
            "warmup": args.warmup, "backend": "gloo", "rows": rows, "newton_schulz_ms_one_thread": ns_ms,
            "notes": notes(rows, mach["cores"], ns_ms),

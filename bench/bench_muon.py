@@ -1,7 +1,7 @@
 """Muon benchmarks (a script, not a test): Muon vs AdamW on the student, and bytes per step.
 
-    /work/venv/bin/python bench/bench_muon.py            # both parts, writes docs/benchmarks.md
-    /work/venv/bin/python bench/bench_muon.py --skip-comm
+    python bench/bench_muon.py            # both parts, writes docs/benchmarks.md
+    python bench/bench_muon.py --skip-comm
 
 1. Muon vs AdamW. Until the distillation trainer exists the objective is reconstruction: the
    student (StudentConfig() default size) maps real photos (128x128 crops of
@@ -346,7 +346,7 @@ def main() -> None:
             setattr(cfg, name, tuple(getattr(args, name)))
     json_path = Path(args.json)
     results = json.loads(json_path.read_text()) if json_path.exists() else {}
-    results["command"] = "/work/venv/bin/python bench/bench_muon.py" + "".join(
+    results["command"] = "python bench/bench_muon.py" + "".join(
         f" --{name.replace('_', '-')} {' '.join(f'{v:g}' for v in getattr(cfg, name))}"
         for name in ("adamw_lrs", "muon_lrs") if getattr(cfg, name) != getattr(BenchConfig, name)) + (
         f" --steps {args.steps}" if args.steps != BenchConfig.steps else "")

@@ -2,7 +2,7 @@
 
 Run under torchrun (gloo, CPU):
 
-    /work/venv/bin/torchrun --nproc_per_node 2 bench/bench_muon_comm.py --out /tmp/comm2.json
+    torchrun --nproc_per_node 2 bench/bench_muon_comm.py --out comm2.json
 
 Three set-ups on the same model and batch, each measured on its second step (the first builds
 DDP's buckets):

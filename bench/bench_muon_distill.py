@@ -1,7 +1,7 @@
 """Muon vs AdamW on the real distillation objective (the trainer's phase 2), a script, not a test.
 
-    /work/venv/bin/python bench/bench_muon_distill.py            # ~10 min on 2 idle CPU cores
-    /work/venv/bin/python bench/bench_muon_distill.py --quick    # a smoke run (~1 min)
+    python bench/bench_muon_distill.py            # ~10 min on 2 idle CPU cores
+    python bench/bench_muon_distill.py --quick    # a smoke run (~1 min)
 
 The objective is the one the shipped styles are trained on, built by the trainer's own pieces:
 ``config/train/styles_v1.yaml`` is loaded as is (data, styles, mobilenet teacher, loss settings,
@@ -328,7 +328,7 @@ def main() -> None:
         start = time.perf_counter()
         res = run(bc, tmp)
     res["wall_seconds"] = time.perf_counter() - start
-    res["command"] = "/work/venv/bin/python bench/bench_muon_distill.py " + " ".join(sys.argv[1:])
+    res["command"] = "python bench/bench_muon_distill.py " + " ".join(sys.argv[1:])
     res["command"] = res["command"].strip()
     res["machine"] = machine()
     s = res["summary"]

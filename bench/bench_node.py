@@ -11,8 +11,8 @@ the publisher at each --rates (the --memory-rate one runs --memory-seconds and i
 sampled every second), plus a --paced-rate run slow enough that inference keeps up, where
 stamp -> receive minus inference is the overhead a frame pays beyond inference with no slot wait.
 
-    /work/venv/bin/python bench/bench_node.py            # ~5 min; docs/bench/node.json, plots, docs section
-    /work/venv/bin/python bench/bench_node.py --quick    # ~1.5 min smoke run, writes /tmp only
+    python bench/bench_node.py            # ~5 min; docs/bench/node.json, plots, docs section
+    python bench/bench_node.py --quick    # ~1.5 min smoke run, writes only to the temp folder
 """
 from __future__ import annotations
 
@@ -323,7 +323,7 @@ def main() -> int:
     p.add_argument("--memory-seconds", type=float, default=120.0)
     p.add_argument("--paced-rate", type=float, default=2.0, help="a rate inference keeps up with (0: skip)")
     p.add_argument("--node-args", nargs="*", default=[], help="extra ROS args for stylize_node, e.g. -p threads:=2")
-    p.add_argument("--quick", action="store_true", help="10 s per rate, 25 s memory run; writes /tmp only")
+    p.add_argument("--quick", action="store_true", help="10 s per rate, 25 s memory run; writes only to the temp folder")
     p.add_argument("--out", type=Path, default=None, help="JSON (default docs/bench/node.json)")
     p.add_argument("--no-docs", action="store_true", help="do not rewrite the docs section and plots")
     args = p.parse_args()
@@ -357,7 +357,7 @@ def main() -> int:
         paced["paced"] = True
         rows.append(paced)
     print_table(rows)
-    argv = " ".join(["/work/venv/bin/python", "bench/bench_node.py"] + sys.argv[1:])
+    argv = " ".join(["python", "bench/bench_node.py"] + sys.argv[1:])
     res = {"command": argv, "machine": machine(), "frame": f"{WIDTH}x{HEIGHT} rgb8",
            "network": f"{net_w}x{net_h}", "max_side": max_side, "warmup_s": WARMUP_S,
            "transport": "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA", "rows": rows}

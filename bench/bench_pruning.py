@@ -1,8 +1,8 @@
 """Pruning Pareto of the trained student: cost (FLOPs, parameters, CPU latency) vs quality per sparsity.
 
-    /work/venv/bin/python bench/bench_pruning.py --model <unpruned student.safetensors> \
+    python bench/bench_pruning.py --model <unpruned student.safetensors> \
         [--finetuned models/muon_ad_styles_v1.safetensors]
-    /work/venv/bin/python bench/bench_pruning.py --quick     # smoke run (fewer photos and runs)
+    python bench/bench_pruning.py --quick     # smoke run (fewer photos and runs)
 
 Method (a) of the issue, no fine-tuning: the trained student is run on real photos with attention
 capture; each head's normalised attention entropy (pruning.normalised_entropy, 0 = one-hot,
@@ -362,7 +362,7 @@ def main() -> None:
     start = time.perf_counter()
     res = run(args)
     res["wall_seconds"] = time.perf_counter() - start
-    res["command"] = ("/work/venv/bin/python bench/bench_pruning.py " + " ".join(
+    res["command"] = ("python bench/bench_pruning.py " + " ".join(
         a for a in sys.argv[1:] if True)).strip()
     res["machine"] = machine()
     res["notes"] = args.note

@@ -17,6 +17,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -158,7 +159,7 @@ def main() -> None:
     for r in rows:
         med = f"{r['median_ms']:.1f} ms" if r["median_ms"] is not None else "-"
         print(f"| {r['publisher']} | {r['subscriber']} | {r['received']} / {r['sent']} | {med} |")
-    out = args.out or (REPO / "docs" / "bench" / "transport.json" if args.frames >= 300 else Path("/tmp/transport.json"))
+    out = args.out or (REPO / "docs" / "bench" / "transport.json" if args.frames >= 300 else Path(tempfile.gettempdir()) / "transport.json")
     write_json(out, {"machine": machine(), "frames": args.frames, "rate_hz": args.rate,
                      "size": [WIDTH, HEIGHT], "profile": PROFILE.relative_to(REPO).as_posix(), "rows": rows})
 

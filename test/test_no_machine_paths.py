@@ -48,3 +48,15 @@ def test_no_tracked_file_names_a_machine_specific_path():
     found = {name: hits for name, text in tracked_text_files() if (hits := machine_paths(text))}
     assert not found, "machine-specific paths in tracked files:\n" + "\n".join(
         f"  {name}: {hits[0]}" + (f" (+{len(hits) - 1} more)" if len(hits) > 1 else "") for name, hits in found.items())
+
+
+def test_the_card_writer_records_data_paths_relative_to_the_data_root(tmp_path):
+    export = pytest.importorskip("muon_ad_training.export", reason="the training package is not installed")
+    config_dir = tmp_path / "repo" / "config" / "train"
+    names = [str(config_dir / "../../../shared/data/photos/a.jpg"), "skimage:coffee",
+             str(tmp_path / "shared" / "data" / "video" / "v.avi") + "#15", "../../../shared/data/art/s.jpg"]
+    root, relative = export.card_data_paths(names, config_dir)
+    assert root == "../../../shared/data"
+    assert relative == ["photos/a.jpg", "skimage:coffee", "video/v.avi#15", "art/s.jpg"]
+    assert not any(machine_paths(p) for p in [root, *relative])
+    assert export.card_data_paths(["skimage:astronaut"], config_dir) == (".", ["skimage:astronaut"])

@@ -266,7 +266,7 @@ def test_demo_is_a_muon_ad_sub_command():
     assert demo.parse_size(args.size) == (320, 240)
     with pytest.raises(ConfigError):
         demo.parse_size("big")
-    commands = demo.node_commands(args, demo.config_dir() / "demo.yaml", demo.Path("/tmp/x"), untrained=True)
+    commands = demo.node_commands(args, demo.config_dir() / "demo.yaml", demo.Path("out/x"), untrained=True)
     assert set(commands) == {"image_source_node", "stylize_node", "recorder_node"}
     assert all(str(demo.config_dir() / "demo.yaml") in cmd for cmd in commands.values())
     assert "width:=320" in commands["image_source_node"] and "model:=default" in commands["stylize_node"]

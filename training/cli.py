@@ -33,18 +33,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def export_final(trainer: Trainer, summary: dict) -> Path:
+def export_final(trainer: Trainer, summary: dict, base_dir: Path = Path(".")) -> Path:
     """The bundle of the trained student through training/export.py (masked heads are removed
-    structurally, ONNX per precision, parity checked); the card records the run."""
-    from .export import export_bundle
+    structurally, ONNX per precision, parity checked); the card records the run, with its data
+    paths relative to the data root (export.card_data_paths): no machine's absolute path."""
+    from .export import card_data_paths, export_bundle
 
     cfg = trainer.cfg
+    names = list(trainer.content_names)
+    style_paths = [s.path for s in cfg.data.styles]
+    data_root, relative = card_data_paths(names + style_paths, base_dir)
     card_extra = {
         "training": {"steps": summary["steps"], "phase_evals": summary["phase_evals"],
                      "phase_losses": summary["phase_losses"], "teacher": cfg.teacher.kind, "seed": cfg.seed,
                      "config": cfg.to_dict()},
-        "data": [{"use": "training_content", "images": trainer.content_names},
-                 {"use": "styles", "images": {s.name: s.path for s in cfg.data.styles}}],
+        "data_root": data_root,  # relative to the training config's folder
+        "data": [{"use": "training_content", "images": relative[:len(names)]},
+                 {"use": "styles", "images": {s.name: p for s, p in zip(cfg.data.styles, relative[len(names):])}}],
         "style_references": [s.path for s in cfg.data.styles],
     }
     if cfg.export.provenance:
@@ -67,7 +72,7 @@ def main(argv=None) -> int:
             done = summary["steps"] == trainer.schedule.total_steps
             if env.is_main:
                 if done and cfg.export.enabled and not args.no_export:
-                    summary["card"] = str(export_final(trainer, summary))
+                    summary["card"] = str(export_final(trainer, summary, Path(args.config).resolve().parent))
                 print(json.dumps(summary, indent=2))
             env.barrier()  # ranks tear down together (an early gloo teardown can abort a busy peer)
         finally:

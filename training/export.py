@@ -165,6 +165,25 @@ def export_bundle(checkpoint_or_model: Union[str, os.PathLike, StudentNet], out_
     return card
 
 
+def card_data_paths(paths: Sequence[str], base_dir: str | os.PathLike) -> tuple[str, list[str]]:
+    """Data paths as a card records them: (data root, paths relative to it).
+
+    The data root is the deepest folder holding every file (e.g. ``shared/data``), written relative
+    to ``base_dir`` (the training config's folder, against which the config's own paths resolve), so
+    a card names no machine's absolute path and the same card is written on every machine.
+    ``skimage:<name>`` entries are kept as they are.
+    """
+    files = [p for p in paths if not str(p).startswith("skimage:")]
+    absolute = [os.path.normpath(os.path.join(base_dir, p)) for p in files]   # join keeps an absolute p
+    if not absolute:
+        return ".", [str(p) for p in paths]
+    root = os.path.commonpath(absolute)
+    if root in absolute:                      # one file (or a file and its folder): its folder
+        root = os.path.dirname(root)
+    relative = {p: os.path.relpath(a, root) for p, a in zip(files, absolute)}
+    return os.path.relpath(root, base_dir), [relative.get(p, str(p)) for p in paths]
+
+
 def _tolerance_failures(parity: dict, tolerances: dict) -> list[str]:
     from muon_ad_ros.core.quantize import Parity
 
