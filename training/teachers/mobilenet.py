@@ -32,6 +32,7 @@ from .base import LayerQKV, Teacher
 
 MODEL_FILE = "arbitrary_predict.onnx"
 ONNX_INPUT_SIZE = 256  # the graph's fixed input size, at which its explicit pads were computed
+PAD_MODES = ("zeros", "circular")  # "zeros" is the graph's own padding
 
 
 def default_model_path() -> Path:
@@ -85,11 +86,14 @@ class ConvUnit(nn.Module):
         self.register_buffer("weight", torch.from_numpy(weight))  # [Cout, Cin/groups, k, k]
         self.register_buffer("bias", torch.from_numpy(bias))  # [Cout]
 
-    def forward(self, x: Tensor, quantize: bool) -> Tensor:
+    def forward(self, x: Tensor, quantize: bool, pad_mode: str = "zeros") -> Tensor:
         k = self.weight.shape[-1]
         top, bottom = same_pads(x.shape[-2], k, self.stride)
         left, right = same_pads(x.shape[-1], k, self.stride)
-        x = F.pad(x, (left, right, top, bottom))
+        if pad_mode == "circular":  # tiling: the image wraps around (texture synthesis)
+            x = F.pad(x, (left, right, top, bottom), mode="circular")
+        else:
+            x = F.pad(x, (left, right, top, bottom))
         x = F.conv2d(x, self.weight, self.bias, stride=self.stride, groups=self.groups)
         if self.relu6:
             x = x.clamp(0.0, 6.0)
@@ -108,10 +112,10 @@ class Block(nn.Module):
     def residual(self) -> bool:
         return self.add_q is not None
 
-    def forward(self, x: Tensor, quantize: bool, taps: dict, wanted: set) -> Tensor:
+    def forward(self, x: Tensor, quantize: bool, taps: dict, wanted: set, pad_mode: str = "zeros") -> Tensor:
         y = x
         for unit in self.units:
-            y = unit(y, quantize)
+            y = unit(y, quantize, pad_mode)
             part = f"{self.name}/{unit.name.rsplit('/', 1)[-1]}"
             if part in wanted:
                 taps[part] = y
@@ -147,15 +151,19 @@ class StylePredictor(nn.Module):
             names += [f"{block.name}/{u.name.rsplit('/', 1)[-1]}" for u in block.units] + [block.name]
         return names
 
-    def forward_features(self, images: Tensor, taps: list[str], quantize: bool = False) -> dict[str, Tensor]:
-        """images [B,3,H,W] in [0,1] -> {tap: feature map [B,C,h,w]}; stops after the last tap."""
+    def forward_features(self, images: Tensor, taps: list[str], quantize: bool = False,
+                         pad_mode: str = "zeros") -> dict[str, Tensor]:
+        """images [B,3,H,W] in [0,1] -> {tap: feature map [B,C,h,w]}; stops after the last tap.
+        pad_mode "circular" treats the image as periodic (features of a tileable texture wrap too)."""
+        if pad_mode not in PAD_MODES:
+            raise ConfigError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
         unknown = set(taps) - set(self.tap_names())
         if unknown:
             raise ConfigError(f"unknown mobilenet taps {sorted(unknown)}; valid: {self.tap_names()}")
         wanted, out = set(taps), {}
         x = fake_quant(images, self.input_q) if quantize else images
         for block in self.blocks:
-            x = block(x, quantize, out, wanted)
+            x = block(x, quantize, out, wanted, pad_mode)
             if len(out) == len(wanted):
                 break
         return out
@@ -328,8 +336,11 @@ class MobileNetTeacher(Teacher):
     kind = "mobilenet"
 
     def __init__(self, layers=DEFAULT_LAYERS, model_path: str | Path | None = None,
-                 quantize_activations: bool = False):
+                 quantize_activations: bool = False, pad_mode: str = "zeros"):
         super().__init__()
+        if pad_mode not in PAD_MODES:
+            raise ConfigError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
+        self.pad_mode = pad_mode
         self.net = load_style_predictor(model_path)
         self.layers = tuple(layers)
         if not self.layers:
@@ -344,7 +355,8 @@ class MobileNetTeacher(Teacher):
         latent.data.clamp_(0.0, 1.0)
 
     def latent_features(self, latent: Tensor) -> list[LayerQKV]:
-        maps = self.net.forward_features(latent, list(self.layers), quantize=self.quantize_activations)
+        maps = self.net.forward_features(latent, list(self.layers), quantize=self.quantize_activations,
+                                         pad_mode=self.pad_mode)
         out = []
         for name in self.layers:
             f = maps[name]  # [B,C,h,w]
@@ -354,4 +366,5 @@ class MobileNetTeacher(Teacher):
         return out
 
     def config_id(self) -> dict:
-        return {**super().config_id(), "layers": list(self.layers), "quantize": self.quantize_activations}
+        extra = {"pad_mode": self.pad_mode} if self.pad_mode != "zeros" else {}  # default: same cache keys
+        return {**super().config_id(), "layers": list(self.layers), "quantize": self.quantize_activations, **extra}
