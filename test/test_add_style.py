@@ -234,3 +234,13 @@ def test_failure_during_training_leaves_nothing(tmp_path, base_bundle, style_ima
         module.add_style(style_image, "fresh", out, model=str(base_bundle),
                          config=module.AddStyleConfig(progress=False))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_too_few_minutes_is_one_line_error_and_leaves_nothing(tmp_path, base_bundle, style_image):
+    from muon_ad_ros.core.errors import ConfigError
+    from muon_ad_training.add_style import AddStyleConfig, add_style
+
+    with pytest.raises(ConfigError, match="leaves no time to train"):
+        add_style(style_image, "fresh", tmp_path / "out", model=str(base_bundle),
+                  config=AddStyleConfig(minutes=0.01, progress=False))
+    assert list(tmp_path.iterdir()) == []
