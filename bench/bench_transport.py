@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, machine, write_json  # noqa: E402
+from muon_ad_ros.nodes.shutdown import shutdown  # noqa: E402
 
 WIDTH, HEIGHT = 640, 480
 TOPIC = "transport_probe"
@@ -71,7 +72,7 @@ def publisher(args) -> None:
         time.sleep(max(0.0, t_next - time.monotonic()))
     time.sleep(1.0)  # let the last frames leave before the participant goes
     print(json.dumps({"sent": args.frames}), flush=True)
-    os._exit(0)
+    shutdown(node)  # destroys the participant: its shared-memory segment is removed, not leaked
 
 
 def subscriber(args) -> None:
@@ -102,7 +103,7 @@ def subscriber(args) -> None:
     latencies.sort()
     median = latencies[len(latencies) // 2] if latencies else None
     print(json.dumps({"received": len(seen), "median_ms": median}), flush=True)
-    os._exit(0)
+    shutdown(node)
 
 
 def run_condition(pub_setup: str, sub_setup: str, args) -> dict:
