@@ -155,6 +155,13 @@ class Stylizer:
         """The video filter (its config and stats), or None when off."""
         return self._temporal
 
+    def for_stream(self) -> "Stylizer":
+        """A Stylizer sharing this one's engine, style, strength and policy, with its own temporal
+        state (and a fresh filter when on): one per video stream, e.g. per topic of a bag."""
+        temporal = self._temporal.config if self._temporal is not None else False
+        return Stylizer(self.engine, self.styles, self.policy, style=self._style_weights, strength=self._strength,
+                        card=self.card, temporal=temporal)
+
     def reset_temporal(self) -> None:
         """Forget the previous frame (a new video starts; the next frame is not blended)."""
         if self._temporal is not None:

@@ -17,10 +17,10 @@ import numpy as np
 from muon_ad_ros.core.errors import ImageFormatError
 from muon_ad_ros.evaluation import bag_io, metrics
 
-# Stylizer stages (preprocess, inference, postprocess; stylize = their total) are what the node pays;
+# Stylizer stages (preprocess, inference, postprocess, temporal; stylize = their total) are what the node pays;
 # decode, encode, write and metrics are the offline pipeline's own costs, reported so that a slow
 # evaluation can be told apart from a slow stylizer.
-STAGES = ("decode", "preprocess", "inference", "postprocess", "stylize", "encode", "write", "metrics")
+STAGES = ("decode", "preprocess", "inference", "postprocess", "temporal", "stylize", "encode", "write", "metrics")
 
 
 @dataclass
@@ -56,6 +56,7 @@ class TopicResult:
     latency_ms: dict = field(default_factory=lambda: {s: [] for s in STAGES})
     timestamps: list = field(default_factory=list)        # bag time (ns) of each evaluated frame
     quality: metrics.SequenceMetrics = None
+    stylizer: object = None                                # this topic's own (temporal state is per stream)
     sample_indices: set = field(default_factory=set)
     samples: list = field(default_factory=list)           # (frame index, input, output), downscaled
     sizes: Counter = field(default_factory=Counter)       # "WxH" -> count
@@ -120,13 +121,15 @@ def evaluate_bag(input_path, stylizer, cfg, progress=None):
         bag.check_topics(cfg.topics)
         counts = {t.name: t for t in bag.topics()}
         results = {name: _new_result(name, counts[name], cfg) for name in cfg.topics}
+        for res in results.values():  # with the temporal option each topic is its own video
+            res.stylizer = stylizer.for_stream() if stylizer.temporal is not None else stylizer
         writer = bag_io.OutputBag(cfg.out_path, cfg.storage, cfg.overwrite) if cfg.out_path else None
         if writer is None:
-            _run(bag, stylizer, cfg, results, None, progress)
+            _run(bag, cfg, results, None, progress)
             out_counts = None
         else:
             with writer:
-                _run(bag, stylizer, cfg, results, writer, progress)
+                _run(bag, cfg, results, writer, progress)
             out_counts = dict(writer.counts)
         return EvalResult(Path(input_path), bag.format, bag.topics(), results,
                           Path(cfg.out_path) if cfg.out_path else None, out_counts,
@@ -141,7 +144,7 @@ def _new_result(name, summary, cfg):
                        sample_indices=set(picks.tolist()))
 
 
-def _run(bag, stylizer, cfg, results, writer, progress):
+def _run(bag, cfg, results, writer, progress):
     handled = 0
     for frame in bag.frames(cfg.topics):
         handled += 1
@@ -151,7 +154,7 @@ def _run(bag, stylizer, cfg, results, writer, progress):
                 break
             continue
         if frame.skip is None:
-            _evaluate_frame(frame, res, stylizer, cfg, writer)
+            _evaluate_frame(frame, res, res.stylizer, cfg, writer)
         if frame.skip is not None:  # the reason without its details, so that counts add up
             res.skipped[frame.skip.split(" (")[0]] += 1
         if writer is not None and cfg.copy_input:
@@ -183,7 +186,8 @@ def _evaluate_frame(frame, res, stylizer, cfg, writer):
     res.sizes[f"{rgb_in.shape[1]}x{rgb_in.shape[0]}"] += 1
     lat = res.latency_ms
     lat["decode"].append(frame.decode_ms)
-    for stage in ("preprocess", "inference", "postprocess"):
+    stages = ("preprocess", "inference", "postprocess") + (("temporal",) if stylizer.temporal is not None else ())
+    for stage in stages:
         if stage in result.timings:
             lat[stage].append(float(result.timings[stage]))
     lat["stylize"].append(float(result.timings["total"]))

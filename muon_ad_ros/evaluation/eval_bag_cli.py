@@ -43,6 +43,9 @@ def add_arguments(p):
     m.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
                    help=f"cap the network's longer side (default {DEFAULT_MAX_SIDE}; 0: full size)")
     m.add_argument("--threads", type=int, default=None, help="CPU threads of the engine")
+    m.add_argument("--temporal", action="store_true",
+                   help="steady video: blend each output with the previous one along the input's flow "
+                        "(per topic; as stylize_node's temporal parameter)")
     o = p.add_argument_group("output")
     o.add_argument("--out", default=None, metavar="OUTPUT_BAG",
                    help="output rosbag2: a directory, or a single file if named *.mcap / *.db3")
@@ -132,7 +135,8 @@ def run(args):
         stylizer = Stylizer.from_model(args.model, backend=args.backend, precision=args.precision,
                                        style=args.style, strength=args.strength,
                                        resolution=_parse_resolution(args.resolution),
-                                       max_side=args.max_side, threads=args.threads)
+                                       max_side=args.max_side, threads=args.threads,
+                                       temporal=args.temporal)
         cfg = EvalConfig(topics=topics, out_path=args.out, storage=args.storage,
                          overwrite=args.overwrite, out_suffix=args.out_suffix,
                          write_compressed=args.compressed, compressed_format=args.compressed_format,
@@ -148,7 +152,7 @@ def run(args):
                       "backend": args.backend, "precision": args.precision,
                       "style": args.style, "styles": list(stylizer.styles),
                       "strength": args.strength, "resolution": args.resolution,
-                      "max_side": args.max_side, "card": stylizer.card}
+                      "max_side": args.max_side, "temporal": args.temporal, "card": stylizer.card}
         report = report_mod.build_report(result, model_info)
         if args.report:
             report_mod.write_report(args.report, report, result)
