@@ -207,7 +207,7 @@ def test_analytic_macs_match_torch_flop_counter(cfg, hw):
 
 
 def test_attention_cost_grows_quadratically_and_pruning_removes_it():
-    model = StudentNet(StudentConfig())
+    model = StudentNet(StudentConfig(attn_heads=[4, 4]))
     small, large = student_cost(model, (240, 320)), student_cost(model, (480, 640))
     attn = lambda r: sum(v for k, v in r.per_module.items() if k.startswith("attn_blocks"))  # noqa: E731
     n_small, n_large = 15 * 20, 30 * 40  # tokens on the H/16 grid

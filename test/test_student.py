@@ -63,6 +63,7 @@ def test_structural_pruning_equals_masking_and_shrinks_the_model():
             p.add_(torch.randn_like(p) * 0.3)
     x = torch.rand(2, 3, 64, 48)
     w = model.style_weights_for(1, batch=2)
+    unmasked = model(x, w)
     attn = model.attention_modules()[0]
     attn.head_mask.copy_(torch.tensor([1.0, 0.0, 1.0, 0.0]))
     masked = model(x, w)
@@ -72,9 +73,8 @@ def test_structural_pruning_equals_masking_and_shrinks_the_model():
     assert torch.allclose(masked, pruned, atol=1e-5)
     assert count_parameters(model) < full_params
     assert model.config.attn_heads == [2]
-    # the heads that were removed really mattered: unmasked output differs
-    unmasked = make(config)
-    assert unmasked.attention_modules()[0].num_heads == 4
+    # the heads that were removed really mattered: without the mask the output differs
+    assert (unmasked - masked).abs().max() > 1e-4
 
 
 def test_pruning_every_head_makes_the_block_an_identity():
@@ -85,6 +85,35 @@ def test_pruning_every_head_makes_the_block_an_identity():
     masked = model(x, w)
     model.prune_heads([[]])
     assert torch.allclose(model(x, w), masked, atol=1e-6)
+
+
+def test_the_default_student_has_no_position_locked_pattern_at_init():
+    """Resize-conv decoder + blurred strided convs: a constant image gives a constant output (a
+    pixel-shuffle head or zero padding would print a sub-pixel or border pattern on it)."""
+    model = StudentNet(StudentConfig(style_names=["a", "b"])).eval()
+    with torch.no_grad():
+        y = model(torch.full((1, 3, 64, 96), 0.4), model.style_weights_for(0))
+    assert float(y.std(dim=(2, 3)).max()) < 1e-5  # constant within each channel
+
+
+def test_blurred_downsampling_is_closer_to_shift_equivariant_than_plain_striding():
+    """The fixed binomial low-pass before each stride-2 conv: shifting the input by one pixel changes
+    the (shifted-back) features far less than the same conv without the blur."""
+    from muon_ad_ros.core.student import BlurDownConv
+
+    torch.manual_seed(0)
+    down = BlurDownConv(3, 8)
+    x = torch.rand(1, 3, 64, 64)
+    x = torch.nn.functional.avg_pool2d(x, 3, 1, 1)  # photo-like: mostly low frequencies, some high
+    shifted = torch.roll(x, 1, dims=-1)
+
+    def shift_error(f):
+        a, b = f(x), f(shifted)  # a 1-px input shift is a half-pixel shift at stride 2: compare
+        return float((a[..., 4:-4, 4:-4] - b[..., 4:-4, 4:-4]).abs().mean() /
+                     a[..., 4:-4, 4:-4].abs().mean())  # the relative change, interior only
+
+    with torch.no_grad():
+        assert shift_error(down) < 0.8 * shift_error(down.conv)
 
 
 def test_config_round_trip_and_strict_keys():

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch.nn as nn
 
-from muon_ad_ros.core.student import (AttentionBlock, ConditionalInstanceNorm, ConvNormAct, ResidualBlock,
-                                      SeparableConv, StudentNet, count_parameters)
+from muon_ad_ros.core.student import (ATTN_POOL, AttentionBlock, BlurDownConv, ConditionalInstanceNorm,
+                                      ConvNormAct, ResidualBlock, SeparableConv, StudentNet, count_parameters)
 
 # Rough elementwise op counts per element (mean, variance, normalise; affine; softmax exp+sum+div).
 NORM_OPS_PER_ELEMENT = 5
@@ -81,6 +81,9 @@ def _separable(report: CostReport, name: str, conv: SeparableConv, h: int, w: in
 def _conv_any(report: CostReport, name: str, conv: nn.Module, h: int, w: int) -> tuple[int, int]:
     if isinstance(conv, SeparableConv):
         return _separable(report, name, conv, h, w)
+    if isinstance(conv, BlurDownConv):  # fixed 3x3 depthwise blur, then the strided conv
+        report.add(f"{name}.blur", conv.in_channels * 9 * h * w)
+        return _conv_any(report, f"{name}.conv", conv.conv, h, w)
     if isinstance(conv, nn.Sequential):  # e.g. the head: depthwise 3x3 then 1x1
         for i, part in enumerate(conv):
             h, w = _conv_any(report, f"{name}.{i}", part, h, w)
@@ -99,12 +102,12 @@ def _conv_norm_act(report: CostReport, name: str, block: ConvNormAct, h: int, w:
 
 
 def attention_cost(block: AttentionBlock, h: int, w: int) -> tuple[int, int]:
-    """(MACs, other ops) of one attention block on an h x w (H/8) map; attention runs at h/2 x w/2."""
+    """(MACs, other ops) of one attention block on an h x w (H/4) map; attention runs at h/4 x w/4."""
     attn = block.attn
     c, heads, d = attn.channels, attn.num_heads, attn.head_dim
     if heads == 0:
         return 0, 0
-    n = (h // 2) * (w // 2)  # tokens after the 2x2 average pool
+    n = (h // ATTN_POOL) * (w // ATTN_POOL)  # tokens after the average pool
     macs = n * c * 3 * heads * d  # qkv projection
     macs += 2 * heads * n * n * d  # QK^T and AV: the quadratic terms
     macs += n * heads * d * c  # output projection
@@ -120,9 +123,11 @@ def student_cost(model: StudentNet, hw: tuple[int, int]) -> CostReport:
     h, w = int(hw[0]), int(hw[1])
     report = CostReport(input_hw=(h, w), params=count_parameters(model))
     report.other_ops += 3 * h * w * 2  # image * 2 - 1
-    h, w = _conv_norm_act(report, "stem", model.stem, h, w)
-    h, w = _conv_norm_act(report, "down1", model.down1, h, w)
-    h, w = _conv_norm_act(report, "down2", model.down2, h, w)
+    c0 = model.stem.out_channels
+    _conv_any(report, "stem", model.stem, h, w)
+    report.other_ops += 2 * c0 * h * w  # bias + ReLU
+    h2, w2 = _conv_norm_act(report, "down1", model.down1, h, w)
+    h4, w4 = _conv_norm_act(report, "down2", model.down2, h2, w2)
     res_index, attn_index = 0, 0
     for block in model._body_order():
         if isinstance(block, ResidualBlock):
@@ -130,19 +135,21 @@ def student_cost(model: StudentNet, hw: tuple[int, int]) -> CostReport:
             res_index += 1
             channels = block.norm1.style_scale.shape[1]
             for conv, norm, tag in ((block.conv1, block.norm1, "1"), (block.conv2, block.norm2, "2")):
-                _separable(report, f"{name}.conv{tag}", conv, h, w)
-                macs, other = norm_cost(norm, channels, h, w)
-                report.add(f"{name}.norm{tag}", macs, other + channels * h * w)  # + ReLU / residual add
+                _separable(report, f"{name}.conv{tag}", conv, h4, w4)
+                macs, other = norm_cost(norm, channels, h4, w4)
+                report.add(f"{name}.norm{tag}", macs, other + channels * h4 * w4)  # + ReLU / residual add
         else:
-            macs, other = attention_cost(block, h, w)
+            macs, other = attention_cost(block, h4, w4)
             report.add(f"attn_blocks.{attn_index}", macs, other)
             attn_index += 1
-    for name, block in (("up1", model.up1), ("up2", model.up2)):
-        report.other_ops += 4 * block.conv.depthwise.in_channels * (2 * h) * (2 * w)  # bilinear x2
-        h, w = _conv_norm_act(report, name, block, 2 * h, 2 * w)
-    h, w = _conv_any(report, "head", model.head, h, w)
-    report.other_ops += model.head[-1].out_channels * h * w  # bias
-    report.other_ops += 3 * (2 * h) * (2 * w) * 4  # sigmoid after pixel shuffle, ~4 ops per element
+    _conv_norm_act(report, "reduce", model.reduce, h4, w4)
+    c1 = model.merge.conv.depthwise.in_channels
+    report.other_ops += 5 * c1 * h2 * w2  # bilinear x2 (4) + skip add (1)
+    _conv_norm_act(report, "merge", model.merge, h2, w2)
+    _conv_any(report, "to_full", model.to_full, h2, w2)
+    report.other_ops += 6 * c0 * h * w  # bias, bilinear x2, skip add, ReLU
+    _conv_any(report, "out", model.out, h, w)
+    report.other_ops += 3 * h * w * 5  # bias + sigmoid (~4 ops per element)
     return report
 
 
@@ -159,7 +166,7 @@ if __name__ == "__main__":  # python -m muon_ad_training.flops: the default stud
         full = StudentNet(StudentConfig())
         r = student_cost(full, hw)
         half = StudentNet(StudentConfig())
-        half.prune_heads([list(range(n // 2)) for n in half.config.attn_heads])
+        half.prune_heads([list(range(n // 2)) for n in half.config.attn_heads])  # a no-op without attention
         p = student_cost(half, hw)
         print(f"{hw[0]}x{hw[1]}: {r.macs / 1e6:.1f} MMACs ({100 * attention_share(r):.1f}% attention), "
               f"{r.params} params; half the heads pruned: {p.macs / 1e6:.1f} MMACs, {p.params} params")

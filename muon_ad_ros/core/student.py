@@ -1,23 +1,38 @@
 """The student stylizer network: the small, fast model that every engine runs.
 
-Design, chosen for CPU / Jetson latency at 640x480 (see docs/benchmarks.md):
+Design (v2), chosen so that the output keeps the photo's detail and carries no pattern locked to the
+pixel grid, within half the CPU time of Magenta's multistyle network at 640x480:
 
     image [B,3,H,W] in [0,1]           style_weights [B,S] (one-hot or a mixture)
-      -> encoder: conv s2 -> dw-separable s2 -> dw-separable s2        [B,C,H/8,W/8]
-      -> body: residual dw-separable blocks at H/8, and self-attention blocks that run on an
-         H/16 token grid (2x2 average pool -> multi-head self-attention -> bilinear upsample, residual)
-      -> decoder: bilinear x2 + dw-separable, twice, then dw 3x3 + 1x1 + pixel shuffle x2  [B,3,H,W]
+      -> stem: dense 3x3 at full resolution                                   s0 [B,c0,H,W]
+      -> down1: binomial blur + dense 3x3 stride 2                            s1 [B,c1,H/2,W/2]
+      -> down2: binomial blur + dense 3x3 stride 2                               [B,c2,H/4,W/4]
+      -> body at H/4: residual depthwise-separable blocks, and self-attention blocks that run on an
+         H/16 token grid (4x4 average pool -> multi-head self-attention -> bilinear upsample, residual)
+      -> up1: bilinear x2, separable 3x3, + s1 (skip)                            [B,c1,H/2,W/2]
+      -> up2: bilinear x2, separable 3x3, + s0 (skip)                            [B,c0,H,W]
+      -> out: dense 3x3 -> sigmoid                                               [B,3,H,W]
 
+Why this layout (measured causes of v1's artifacts, issue "Quality v2"):
+* Full-resolution stem and output conv, body at H/4 (not H/8) and encoder->decoder skips: fine
+  content (cables, faces, lights) reaches the output instead of dying in an H/8 bottleneck.
+* Resize-convolution upsampling (bilinear then 3x3) instead of a pixel-shuffle head: pixel shuffle
+  gives every 2x2 sub-pixel its own bias, a fixed checkerboard locked to the pixel grid.
+* Low-pass before every stride-2 conv (a fixed [1,2,1]^2/16 depthwise blur, Zhang 2019): strided
+  convs alias, so a 1-px shift of the input changed v1's output by ~23 levels; with the blur (and
+  the shift-consistency loss in training) the network is close to shift-equivariant.
 * Every normalisation is *conditional instance norm* (Dumoulin et al. 2017): instance statistics,
   then a per-style scale and shift looked up as ``style_weights @ table``. One set of convolution
-  weights serves all styles; mixing weights blends styles at run time with no extra cost.
-* Depthwise-separable convolutions everywhere but the stem: ~8x fewer FLOPs than dense 3x3 at the
-  same width, which is what lets 640x480 run in ~20 ms on two CPU cores.
+  weights serves all styles; mixing weights blends styles at run time; a new style is a new row
+  (``muon-ad add-style``).
+* Reflect padding everywhere: zero padding makes border features differ from the interior, which a
+  stylizer paints as a coloured frame.
 * The attention blocks are what the teacher's self-attention is distilled into and what entropy-
   driven pruning removes heads from. Each block has a ``head_mask`` buffer (1 = kept) and
   ``prune_heads`` that removes heads structurally (smaller matrices, smaller exported graph).
-* Inputs must be multiples of 16 on each side (the attention grid is H/16 x W/16); the
-  ``Stylizer`` resizes frames to that policy and back.
+  ``attn_heads: []`` builds the network without attention.
+* Inputs must be multiples of 16 on each side (H/4 body, 4x4 attention pool); the ``Stylizer``
+  resizes frames to that policy and back.
 """
 from __future__ import annotations
 
@@ -30,7 +45,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SIZE_MULTIPLE = 16  # input H and W must be multiples of this (three stride-2 steps + attention pool)
+SIZE_MULTIPLE = 16  # input H and W must be multiples of this (two stride-2 steps + 4x4 attention pool)
+ATTN_POOL = 4  # the attention grid is the H/4 body pooled 4x4: H/16 x W/16 tokens
 
 
 @dataclass
@@ -38,13 +54,15 @@ class StudentConfig:
     """Hyperparameters of the student. Saved with every checkpoint and model card."""
 
     style_names: list[str] = field(default_factory=lambda: ["style0", "style1", "style2", "style3"])
-    stem_channels: int = 16  # after the stride-2 stem (H/2)
-    mid_channels: int = 32  # at H/4
-    body_channels: int = 64  # at H/8, residual and attention blocks
+    stem_channels: int = 8  # full resolution (stem and the last decoder stage)
+    mid_channels: int = 32  # at H/2
+    body_channels: int = 48  # at H/4: residual and attention blocks
     num_res_blocks: int = 3
-    attn_heads: list[int] = field(default_factory=lambda: [4, 4])  # heads per attention block
+    # Heads per attention block ([] = none). The shipped v2 student has none: at H/4 one 4-head block
+    # cost +0.04-0.1x of Magenta multistyle's time at 640x480, which the 0.5x budget did not hold.
+    attn_heads: list[int] = field(default_factory=list)
     attn_head_dim: int = 16
-    attn_after_res_block: int = 1  # attention blocks are interleaved after this many res blocks
+    attn_after_res_block: int = 2  # attention blocks are interleaved after this many res blocks
 
     @property
     def num_styles(self) -> int:
@@ -89,9 +107,33 @@ class StudentConfig:
             raise ValueError("StudentConfig.attn_heads must be non-negative")
 
 
-def upsample2(x: torch.Tensor) -> torch.Tensor:
-    """Bilinear x2: nearest-neighbour upsampling leaves visible 8/16-pixel blocks in the output."""
-    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+def upsample(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """Bilinear upsampling: nearest-neighbour leaves visible blocks, pixel shuffle a fixed checkerboard."""
+    return F.interpolate(x, scale_factor=float(factor), mode="bilinear", align_corners=False)
+
+
+class BlurDownConv(nn.Module):
+    """Binomial [1,2,1]^2/16 low-pass, then a dense 3x3 stride-2 conv (anti-aliased downsampling).
+
+    A strided conv samples its input every other pixel: without the low-pass, high frequencies fold
+    into patterns that move when the input moves by one pixel (v1's 2-px checkerboard under shifts).
+    The blur is a fixed depthwise conv (a buffer, never trained), exported as a plain Conv.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        k = torch.tensor([1.0, 2.0, 1.0])
+        kernel = (k[:, None] * k[None, :]) / 16.0  # [3,3], sums to 1
+        self.register_buffer("blur_kernel", kernel.expand(in_ch, 1, 3, 3).clone())  # [Cin,1,3,3]
+        self.conv = nn.Conv2d(in_ch, out_ch, 3, 2, 1, bias=False, padding_mode="reflect")
+
+    @property
+    def in_channels(self) -> int:
+        return self.conv.in_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.blur_kernel, groups=x.shape[1])
+        return self.conv(x)
 
 
 class ConditionalInstanceNorm(nn.Module):
@@ -217,7 +259,8 @@ class MultiHeadSelfAttention(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-    """Self-attention on the H/16 grid: 2x2 average pool, attention, bilinear upsample, residual."""
+    """Self-attention on the H/16 grid: 4x4 average pool of the H/4 body, attention, bilinear upsample,
+    residual. Tokens are 16x16-pixel cells: 1,200 at 640x480, the grid of the teacher's stride-16 tap."""
 
     def __init__(self, channels: int, num_heads: int, head_dim: int):
         super().__init__()
@@ -226,8 +269,8 @@ class AttentionBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.attn.num_heads == 0:
             return x + self.attn.proj.bias.view(1, -1, 1, 1)
-        update = self.attn(F.avg_pool2d(x, 2))  # [B,C,H/16,W/16]
-        return x + upsample2(update)
+        update = self.attn(F.avg_pool2d(x, ATTN_POOL))  # [B,C,H/16,W/16]
+        return x + upsample(update, ATTN_POOL)
 
 
 class StudentNet(nn.Module):
@@ -238,22 +281,20 @@ class StudentNet(nn.Module):
         config = copy.deepcopy(config)  # pruning edits the config; never alias the caller's
         config.validate()
         self.config = config
-        s, c1, c2, c3 = config.num_styles, config.stem_channels, config.mid_channels, config.body_channels
-        # Reflect padding everywhere: zero padding makes instance-normalised features at the frame
-        # border differ from the interior, which the stylizer paints as a coloured frame.
-        self.stem = ConvNormAct(nn.Conv2d(3, c1, 3, 2, 1, bias=False, padding_mode="reflect"), c1, s)  # H/2
-        self.down1 = ConvNormAct(SeparableConv(c1, c2, stride=2), c2, s)  # H/4
-        self.down2 = ConvNormAct(SeparableConv(c2, c3, stride=2), c3, s)  # H/8
-        self.res_blocks = nn.ModuleList(ResidualBlock(c3, s) for _ in range(config.num_res_blocks))
+        s, c0, c1, c2 = config.num_styles, config.stem_channels, config.mid_channels, config.body_channels
+        # full resolution: a light content branch (no norm: every full-resolution pass costs memory
+        # traffic at 640x480) that carries edges to the output conv
+        self.stem = nn.Conv2d(3, c0, 3, 1, 1, padding_mode="reflect")
+        self.down1 = ConvNormAct(BlurDownConv(3, c1), c1, s)  # image -> H/2
+        self.down2 = ConvNormAct(BlurDownConv(c1, c2), c2, s)  # H/4
+        self.res_blocks = nn.ModuleList(ResidualBlock(c2, s) for _ in range(config.num_res_blocks))
         self.attn_blocks = nn.ModuleList(
-            AttentionBlock(c3, heads, config.attn_head_dim) for heads in config.attn_heads
+            AttentionBlock(c2, heads, config.attn_head_dim) for heads in config.attn_heads
         )
-        self.up1 = ConvNormAct(SeparableConv(c3, c2), c2, s)  # after x2 upsample: H/4
-        self.up2 = ConvNormAct(SeparableConv(c2, c1), c1, s)  # after x2 upsample: H/2
-        # depthwise 3x3 then 1x1 to 12 channels -> pixel shuffle -> [B,3,H,W]: the 3x3 context keeps
-        # the four sub-pixels of each 2x2 cell coherent (a bare 1x1 head leaves a 2x2 checkerboard)
-        self.head = nn.Sequential(nn.Conv2d(c1, c1, 3, 1, 1, groups=c1, bias=False, padding_mode="reflect"),
-                                  nn.Conv2d(c1, 3 * 4, 1))
+        self.reduce = ConvNormAct(SeparableConv(c2, c1), c1, s)  # H/4, before upsampling (4x cheaper)
+        self.merge = ConvNormAct(SeparableConv(c1, c1), c1, s)  # H/2: upsampled body + down1's skip
+        self.to_full = nn.Conv2d(c1, c0, 1)  # H/2, before upsampling to full resolution
+        self.out = nn.Conv2d(c0, 3, 3, 1, 1, padding_mode="reflect")  # full resolution
 
     def _body_order(self) -> list[nn.Module]:
         """Residual blocks with an attention block after every ``attn_after_res_block`` of them."""
@@ -270,17 +311,15 @@ class StudentNet(nn.Module):
         if style_weights.dim() == 1:
             style_weights = style_weights.unsqueeze(0).expand(image.shape[0], -1)
         x = image * 2.0 - 1.0
-        x = self.stem(x, style_weights)  # [B,c1,H/2,W/2]
-        x = self.down1(x, style_weights)  # [B,c2,H/4,W/4]
-        x = self.down2(x, style_weights)  # [B,c3,H/8,W/8]
+        s0 = F.relu(self.stem(x))  # [B,c0,H,W]
+        s1 = self.down1(x, style_weights)  # [B,c1,H/2,W/2]
+        h = self.down2(s1, style_weights)  # [B,c2,H/4,W/4]
         for block in self._body_order():
-            x = block(x, style_weights) if isinstance(block, ResidualBlock) else block(x)
-        x = upsample2(x)
-        x = self.up1(x, style_weights)  # [B,c2,H/4,W/4]
-        x = upsample2(x)
-        x = self.up2(x, style_weights)  # [B,c1,H/2,W/2]
-        x = F.pixel_shuffle(self.head(x), 2)  # [B,3,H,W]
-        return torch.sigmoid(x)
+            h = block(h, style_weights) if isinstance(block, ResidualBlock) else block(h)
+        h = self.reduce(h, style_weights)  # [B,c1,H/4,W/4]
+        h = self.merge(upsample(h) + s1, style_weights)  # [B,c1,H/2,W/2]
+        h = F.relu(upsample(self.to_full(h)) + s0)  # [B,c0,H,W]
+        return torch.sigmoid(self.out(h))  # [B,3,H,W]
 
     def attention_modules(self) -> list[MultiHeadSelfAttention]:
         return [block.attn for block in self.attn_blocks]
