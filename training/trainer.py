@@ -30,15 +30,16 @@ from .curriculum import Phase, TrainingSchedule, lambda_at, lr_multiplier
 from .data import BatchSource, compute_targets, load_content, load_styles
 from .distributed import DistEnv, build_optimizer, set_trainable, wrap_ddp
 from .pruning import EntropyPruner, sparsity_at
-from .student_loss import StudentLoss
+from .student_loss import StudentLoss, shift_consistency
 from .train_config import TrainConfig
 
 EVAL_STEP = 10**12  # the fixed held-out batch is the "batch" of this step number (never trained on)
 
 
 def needs_teacher(cfg: TrainConfig) -> bool:
-    return cfg.targets.enabled or any(p.weights.ad or p.weights.attn or p.lambda_content.start
-                                      or p.lambda_content.end for p in cfg.phases)
+    teacher_targets = cfg.targets.enabled and cfg.targets.kind == "teacher"
+    return teacher_targets or any(p.weights.ad or p.weights.attn or p.weights.style_stats or p.weights.fine_content
+                                  or p.lambda_content.start or p.lambda_content.end for p in cfg.phases)
 
 
 @contextlib.contextmanager
@@ -73,13 +74,17 @@ class Trainer:
         self.styles = load_styles(cfg.data, base_dir)
         self.teacher = self._build_teacher() if needs_teacher(cfg) else None
         targets = None
-        if cfg.targets.enabled:
+        cache = Path(cfg.targets.cache_dir) if cfg.targets.cache_dir else self.out / "targets"
+        if cfg.targets.enabled and cfg.targets.kind == "magenta":
+            from .magenta_targets import magenta_targets
+
+            targets = magenta_targets(contents, self.styles, cache, self.env.rank, self.env.barrier)
+        elif cfg.targets.enabled:
             from .teacher_targets import TargetConfig
 
             t = cfg.targets
             tcfg = TargetConfig(steps=t.steps, lr=t.lr, optimizer=t.optimizer,
                                 lambda_content=t.lambda_content, seed=cfg.seed)
-            cache = Path(t.cache_dir) if t.cache_dir else self.out / "targets"
             targets = compute_targets(self.teacher, contents, self.styles, self.model.config.style_names,
                                       tcfg, cache, self.env.rank, self.env.world_size, self.env.barrier)
         self.source = BatchSource(contents, len(self.styles), cfg.data, cfg.seed, targets)
@@ -130,6 +135,13 @@ class Trainer:
             grid = (x.shape[-2] // 16, x.shape[-1] // 16)
             loss, parts = self.loss_fn(y.float(), batch.clean.to(self.device), batch.style, pc.weights,
                                        lambda_at(pc.lambda_content, t), target, attn, grid, generator)
+            if pc.weights.stability:
+                base.set_attention_capture(False)
+                value = shift_consistency(module, x, weights, y, self.cfg.loss.stability_max_shift,
+                                          self.cfg.loss.stability_noise, generator)
+                parts["stability"] = value.detach()
+                loss = loss + pc.weights.stability * value
+                parts["total"] = loss.detach()
         return loss, parts, y
 
     def _observe_for_pruning(self, phase: Phase, t: float) -> float:

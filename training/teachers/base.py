@@ -82,6 +82,16 @@ class Teacher(nn.Module, ABC):
         """Images [B,3,H,W] in [0,1] -> q/k/v of every configured layer."""
         return self.latent_features(self.encode(images))
 
+    def latent_features_and_maps(self, latent: Tensor, maps: tuple[str, ...]) -> tuple[list[LayerQKV], dict]:
+        """q/k/v of every configured layer and the named feature maps [B,C,h,w], in one forward pass.
+        Teachers without named maps support only ``maps=()``."""
+        if maps:
+            raise ValueError(f"the {self.kind} teacher exposes no feature maps (asked for {list(maps)})")
+        return self.latent_features(latent), {}
+
+    def features_and_maps(self, images: Tensor, maps: tuple[str, ...]) -> tuple[list[LayerQKV], dict]:
+        return self.latent_features_and_maps(self.encode(images), tuple(maps))
+
     def config_id(self) -> dict:
         """Everything that changes the features; hashed into the teacher-target cache key.
         Subclasses add their options to this dict (kind + a fingerprint of the frozen weights)."""
@@ -95,6 +105,22 @@ class Teacher(nn.Module, ABC):
         for p in self.parameters():
             p.requires_grad_(False)
         return self
+
+
+def crop_layer(layer: LayerQKV, margin: int) -> LayerQKV:
+    """The layer without its outer ``margin`` rings of tokens (q, k, v cut the same way)."""
+    if margin <= 0:
+        return layer
+    h, w = layer.height - 2 * margin, layer.width - 2 * margin
+    if h < 1 or w < 1:
+        raise ValueError(f"{layer.name}: a {layer.height}x{layer.width} grid has no interior at margin {margin}")
+
+    def cut(t: Tensor) -> Tensor:  # [B,heads,N,d] -> [B,heads,h*w,d]
+        b, heads, _, d = t.shape
+        grid = t.reshape(b, heads, layer.height, layer.width, d)[:, :, margin:margin + h, margin:margin + w]
+        return grid.reshape(b, heads, h * w, d)
+
+    return LayerQKV(layer.name, cut(layer.q), cut(layer.k), cut(layer.v), h, w)
 
 
 @torch.no_grad()

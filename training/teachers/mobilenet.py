@@ -355,15 +355,19 @@ class MobileNetTeacher(Teacher):
         latent.data.clamp_(0.0, 1.0)
 
     def latent_features(self, latent: Tensor) -> list[LayerQKV]:
-        maps = self.net.forward_features(latent, list(self.layers), quantize=self.quantize_activations,
-                                         pad_mode=self.pad_mode)
+        return self.latent_features_and_maps(latent, ())[0]
+
+    def latent_features_and_maps(self, latent: Tensor, maps: tuple[str, ...]) -> tuple[list[LayerQKV], dict]:
+        """One forward pass for the attention layers and any extra tapped feature maps [B,C,h,w]."""
+        taps = self.net.forward_features(latent, list(dict.fromkeys([*self.layers, *maps])),
+                                         quantize=self.quantize_activations, pad_mode=self.pad_mode)
         out = []
         for name in self.layers:
-            f = maps[name]  # [B,C,h,w]
+            f = taps[name]  # [B,C,h,w]
             b, c, h, w = f.shape
             tokens = f.flatten(2).transpose(1, 2).unsqueeze(1)  # [B,1,h*w,C]
             out.append(LayerQKV(name, tokens, tokens, tokens, h, w))
-        return out
+        return out, {name: taps[name] for name in maps}
 
     def config_id(self) -> dict:
         extra = {"pad_mode": self.pad_mode} if self.pad_mode != "zeros" else {}  # default: same cache keys
