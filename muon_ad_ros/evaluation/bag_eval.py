@@ -20,7 +20,8 @@ from muon_ad_ros.evaluation import bag_io, metrics
 # Stylizer stages (preprocess, inference, postprocess, temporal; stylize = their total) are what the node pays;
 # decode, encode, write and metrics are the offline pipeline's own costs, reported so that a slow
 # evaluation can be told apart from a slow stylizer.
-STAGES = ("decode", "preprocess", "inference", "postprocess", "temporal", "stylize", "encode", "write", "metrics")
+STAGES = ("decode", "preprocess", "inference", "postprocess", "temporal", "stylize", "disparity", "warp", "encode",
+          "write", "metrics")
 
 
 @dataclass
@@ -35,6 +36,9 @@ class EvalConfig:
     compressed_quality: int = 90
     copy_input: bool = False          # also copy the original topic(s) into the output bag
     metrics_max_side: int = 640       # quality / flow metrics on frames downscaled to this
+    stereo: tuple = None              # (left topic, right topic): stylize pairs (evaluation/stereo_eval.py)
+    stereo_mode: str = "consistent"   # consistent | independent
+    slop_ns: int = 20_000_000         # stereo pairing: largest stamp difference of a pair
     max_frames: int = None            # stop each topic after this many evaluated frames
     sample_count: int = 6             # frames kept for the input/output strip
     sample_max_side: int = 256
@@ -105,6 +109,7 @@ class EvalResult:
     out_path: Path = None
     out_counts: dict = None  # topic -> messages written
     wall_s: float = 0.0
+    stereo: dict = None      # stereo pairs: counts, consistency (evaluation/stereo_eval.py)
 
 
 def evaluate_bag(input_path, stylizer, cfg, progress=None):
@@ -124,16 +129,21 @@ def evaluate_bag(input_path, stylizer, cfg, progress=None):
         for res in results.values():  # with the temporal option each topic is its own video
             res.stylizer = stylizer.for_stream() if stylizer.temporal is not None else stylizer
         writer = bag_io.OutputBag(cfg.out_path, cfg.storage, cfg.overwrite) if cfg.out_path else None
+        run, stereo = _run, None
+        if cfg.stereo:
+            from muon_ad_ros.evaluation.stereo_eval import StereoRun
+
+            run = stereo = StereoRun(stylizer, cfg)
         if writer is None:
-            _run(bag, cfg, results, None, progress)
+            run(bag, cfg, results, None, progress)
             out_counts = None
         else:
             with writer:
-                _run(bag, cfg, results, writer, progress)
+                run(bag, cfg, results, writer, progress)
             out_counts = dict(writer.counts)
         return EvalResult(Path(input_path), bag.format, bag.topics(), results,
                           Path(cfg.out_path) if cfg.out_path else None, out_counts,
-                          time.perf_counter() - t_start)
+                          time.perf_counter() - t_start, stereo.summary() if stereo else None)
 
 
 def _new_result(name, summary, cfg):
@@ -179,18 +189,23 @@ def _evaluate_frame(frame, res, stylizer, cfg, writer):
     except ImageFormatError as e:  # a frame the model cannot take (size, ...): skip, not fatal
         frame.skip = f"rejected by the stylizer ({e})"
         return
-    rgb_out = result.image
+    stages = ("preprocess", "inference", "postprocess") + (("temporal",) if stylizer.temporal is not None else ())
+    timings = {stage: result.timings[stage] for stage in stages if stage in result.timings}
+    timings["stylize"] = result.timings["total"]
+    record_output(frame, res, result.image, timings, cfg, writer)
+
+
+def record_output(frame, res, rgb_out, timings, cfg, writer):
+    """Account one stylized frame of a topic: latencies ({stage: ms}), the output bag, metrics, samples."""
+    rgb_in = frame.rgb
     index = res.evaluated
     res.evaluated += 1
     res.timestamps.append(frame.timestamp)
     res.sizes[f"{rgb_in.shape[1]}x{rgb_in.shape[0]}"] += 1
     lat = res.latency_ms
     lat["decode"].append(frame.decode_ms)
-    stages = ("preprocess", "inference", "postprocess") + (("temporal",) if stylizer.temporal is not None else ())
-    for stage in stages:
-        if stage in result.timings:
-            lat[stage].append(float(result.timings[stage]))
-    lat["stylize"].append(float(result.timings["total"]))
+    for stage, ms in timings.items():
+        lat[stage].append(float(ms))
 
     if writer is not None:
         t0 = time.perf_counter()

@@ -33,6 +33,11 @@ def add_arguments(p):
     p.add_argument("--topic", action="append", default=[],
                    help="image topic to evaluate (Image or CompressedImage); repeat for several")
     p.add_argument("--all-topics", action="store_true", help="evaluate every image topic")
+    p.add_argument("--stereo", nargs=2, metavar=("LEFT", "RIGHT"), default=None,
+                   help="a rectified stereo pair of image topics: frames paired by stamp and stylized as pairs")
+    p.add_argument("--stereo-mode", default="consistent", choices=["consistent", "independent"],
+                   help="consistent: right view from the stylized left one via disparity (default)")
+    p.add_argument("--slop", type=float, default=0.02, help="--stereo: largest stamp difference (s) of a pair")
     m = p.add_argument_group("model")
     m.add_argument("--model", default="default", help="model id, card, .onnx or .safetensors")
     m.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch", "tensorrt"])
@@ -90,6 +95,8 @@ def _check_args(args):
         raise bag_io.BagError(f"--max-frames must be at least 1, got {args.max_frames}")
     if args.metrics_max_side < 16:
         raise bag_io.BagError(f"--metrics-max-side must be at least 16, got {args.metrics_max_side}")
+    if not 0 <= args.slop <= 10:
+        raise bag_io.BagError(f"--slop must be within 0..10 s, got {args.slop}")
 
 
 def _choose_topics(args):
@@ -99,6 +106,11 @@ def _choose_topics(args):
         if not images:
             raise bag_io.BagError(f"{args.input} has no sensor_msgs Image or CompressedImage topic; "
                                   f"its topics: {', '.join(t.name for t in bag.topics()) or 'none'}")
+        if args.stereo:
+            if args.stereo[0] == args.stereo[1]:
+                raise bag_io.BagError("--stereo needs two different topics")
+            bag.check_topics(args.stereo)
+            return list(args.stereo)
         if args.all_topics:
             return [t.name for t in images]
         if not args.topic:
@@ -141,7 +153,9 @@ def run(args):
                          overwrite=args.overwrite, out_suffix=args.out_suffix,
                          write_compressed=args.compressed, compressed_format=args.compressed_format,
                          compressed_quality=args.quality, copy_input=args.copy_input,
-                         metrics_max_side=args.metrics_max_side, max_frames=args.max_frames)
+                         metrics_max_side=args.metrics_max_side, max_frames=args.max_frames,
+                         stereo=tuple(args.stereo) if args.stereo else None, stereo_mode=args.stereo_mode,
+                         slop_ns=int(args.slop * 1e9))
         with bag_io.BagReader(args.input) as bag:
             total = sum(t.count for t in bag.topics() if t.name in topics)
         bar = _progress_bar(total, args.no_progress)
@@ -184,6 +198,12 @@ def _print_summary(report, args):
               f"warping {fmt(q['warping_error'], '.5f')} "
               f"(input {fmt(q['warping_error_input_floor'], '.5f')}), "
               f"flicker {fmt(q['flicker'], '.5f')} (input {fmt(q['flicker_input'], '.5f')})")
+    st = report.get("stereo")
+    if st:
+        fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+        print(f"stereo ({st['mode']}): {st['pairs']} pairs, {st['unmatched']} unmatched frames, "
+              f"difference {fmt(st['difference'])} (input {fmt(st['difference_input'])}; 0-255, "
+              f"{st['difference_disparity']} disparity)")
     if args.out:
         print(f"output bag: {args.out}")
     if args.report:

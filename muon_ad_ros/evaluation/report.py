@@ -39,6 +39,7 @@ def build_report(result, model_info):
         "frames_evaluated": (n := sum(r.evaluated for r in result.topics.values())),
         "pipeline_fps": n / result.wall_s if result.wall_s > 0 and n else None,
         "topics": {name: r.summary(result.wall_s) for name, r in result.topics.items()},
+        "stereo": getattr(result, "stereo", None),
     }
 
 
