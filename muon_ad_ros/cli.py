@@ -76,17 +76,20 @@ def write_rgb(path: Path, rgb: np.ndarray) -> None:
 def _stylize_video(stylizer, src: Path, dst: Path) -> int:
     """Frame by frame through the stylizer (in order: a temporal stylizer sees a video);
     the output gets its name only when complete."""
+    from muon_ad_ros.core.contact_sheet import VideoRecorder
     from muon_ad_ros.core.frame_sources import VideoSource
-    from muon_ad_ros.core.video_sink import VideoSink
 
     source = VideoSource(src)
-    with VideoSink(dst, source.fps or 25.0) as sink:
+    recorder = VideoRecorder(dst, source.fps or 25.0)
+    try:
         for frame in source.frames():
-            sink.write(stylizer.stylize(frame.rgb).image)
-        frames = sink.commit()
-    if frames == 0:
+            recorder.write(stylizer.stylize(frame.rgb).image)
+    except BaseException:
+        recorder.discard()
+        raise
+    if recorder.close() is None:
         raise UserError(f"no frame could be read from {src}")
-    return frames
+    return recorder.frames
 
 
 def cmd_stylize(args) -> int:

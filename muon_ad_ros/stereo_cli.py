@@ -85,10 +85,10 @@ class _Outputs:
     """Where stylized pairs go: image files, image folders or videos (written atomically)."""
 
     def __init__(self, kind: str, paths: list, fps: float = 25.0):
-        from muon_ad_ros.core.video_sink import VideoSink
+        from muon_ad_ros.core.contact_sheet import VideoRecorder
 
         self.kind, self.paths = kind, [Path(p) for p in paths]
-        self.sinks = [VideoSink(p, fps) for p in self.paths] if kind == "video" else []
+        self.sinks = [VideoRecorder(p, fps) for p in self.paths] if kind == "video" else []
 
     def write(self, name: str, images: list) -> None:
         from muon_ad_ros.cli import write_rgb
@@ -103,7 +103,7 @@ class _Outputs:
 
     def commit(self) -> None:
         for sink in self.sinks:
-            sink.commit()
+            sink.close()
 
     def discard(self) -> None:
         for sink in self.sinks:

@@ -74,6 +74,13 @@ class VideoRecorder:
         self._tmp.replace(self.path)
         return self.path
 
+    def discard(self) -> None:
+        """Abandon the recording: the temporary file goes, nothing gets the final name."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        self._tmp.unlink(missing_ok=True)
+
 
 @dataclass
 class Tile:
