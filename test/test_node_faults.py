@@ -3,6 +3,7 @@ stylize_node (issue 14), and a fuzz run of >= 1,000 malformed Image and Compress
 interleaved with valid frames. The node must stay alive, serve every valid frame, publish nothing
 for a malformed one and count each in /diagnostics.
 """
+import os
 import struct
 import time
 import zlib
@@ -30,7 +31,8 @@ from muon_ad_ros.nodes.conversions import (byte_array, compressed_to_rgb, image_
 STYLIZE = "muon_ad_ros.nodes.stylize_node"
 MAX_SIDE = 64
 MAX_INPUT_PIXELS = 160 * 120      # the nodes' decoded-size limit here (a robot sets its camera's)
-FUZZ_PER_TRANSPORT = 1000          # malformed messages per transport (2,000 in all)
+# malformed messages per transport (2,000 in all); MUON_AD_FUZZ_COUNT=10000 for a longer soak run
+FUZZ_PER_TRANSPORT = int(os.environ.get("MUON_AD_FUZZ_COUNT", "1000"))
 VALID_EVERY = 25                   # a valid frame after every 25 malformed ones
 pytestmark = pytest.mark.timeout(300, method="thread")
 
