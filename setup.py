@@ -100,6 +100,7 @@ setup(
     entry_points={
         "console_scripts": [
             "stylize_node = muon_ad_ros.nodes.stylize_node:main",
+            "stylize_lifecycle_node = muon_ad_ros.nodes.stylize_lifecycle_node:main",
             "stereo_stylize_node = muon_ad_ros.nodes.stereo_stylize_node:main",
             "image_source_node = muon_ad_ros.nodes.image_source_node:main",
             "recorder_node = muon_ad_ros.nodes.recorder_node:main",

@@ -27,7 +27,8 @@ from _ros_helpers import random_domain_id
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-EXECUTABLES = {"stylize_node", "image_source_node", "recorder_node", "muon-ad", "muon-ad-train"}
+EXECUTABLES = {"stylize_node", "stylize_lifecycle_node", "image_source_node", "recorder_node", "muon-ad",
+               "muon-ad-train"}
 CLEAN_STOP = re.compile(r"Traceback|KeyboardInterrupt|RCLError|context is invalid|failed", re.I)
 
 pytestmark = [

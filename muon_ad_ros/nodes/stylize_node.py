@@ -9,6 +9,11 @@ The subscription callback only stores the message in a one-frame slot (a newer f
 pending one and counts as a drop), so the executor never waits on inference, nothing queues
 without bound, and the worker always stylizes the newest frame. Style and strength change at run
 time through parameter updates. Topic names and QoS are documented in docs/ros.md.
+
+The node is built in the steps of a managed (lifecycle) node: declare the parameters, configure
+(check them, load the model, create the publishers, start the worker), activate (subscribe).
+StylizeNode runs them all at construction; stylize_lifecycle_node runs the same methods from its
+lifecycle transitions.
 """
 from __future__ import annotations
 
@@ -98,9 +103,21 @@ PARAMS = (
 
 
 class StylizeNode(Node):
-    def __init__(self, **node_kwargs):
+    def __init__(self, managed: bool = False, **node_kwargs):
+        """``managed``: only declare the parameters; a lifecycle node configures and activates later."""
         super().__init__("stylize_node", **node_kwargs)
-        self.params = p = declare_all(self, PARAMS)
+        self.params = declare_all(self, PARAMS)
+        self.stylizer = None
+        self.sub = None
+        self.add_on_set_parameters_callback(make_on_set_callback(PARAMS, self._prepare_parameter))
+        if not managed:
+            self.configure_stylizer()
+            self.start_input()
+
+    # -- lifecycle steps (the plain node runs them at construction) -------------------------------
+    def configure_stylizer(self) -> None:
+        """Check the parameters, load the model, create the publishers, start the worker."""
+        p = self.params
         if (p["output_width"] > 0) != (p["output_height"] > 0):
             raise ConfigError("set both output_width and output_height, or neither")
         resolution = (p["network_width"], p["network_height"]) if p["network_width"] else None
@@ -109,7 +126,6 @@ class StylizeNode(Node):
             threads=p["threads"] or None, resolution=resolution, max_side=p["max_side"],
             style=p["style"], strength=p["strength"], temporal=p["temporal"])
         self._style_name = self._describe_style()
-        self.add_on_set_parameters_callback(make_on_set_callback(PARAMS, self._prepare_parameter))
 
         # Topics: resolve (with remapping) first, so derived names follow a remapped base as in
         # image_transport: <input>/compressed, camera_info beside the input, <output>/compressed.
@@ -120,15 +136,6 @@ class StylizeNode(Node):
         if self.info_out_topic == self.info_in_topic:  # same namespace: the sibling is taken by the input's
             self.info_out_topic = self.output_topic + "/camera_info"
 
-        in_qos = qos_profile(p["qos_reliability"], p["qos_depth"])
-        if p["input_transport"] == "compressed":
-            self.sub = self.create_subscription(CompressedImage, self.input_topic + "/compressed",
-                                                lambda m: self._on_frame(m, True), in_qos)
-        else:
-            self.sub = self.create_subscription(Image, self.input_topic,
-                                                lambda m: self._on_frame(m, False), in_qos)
-        self.info_sub = self.create_subscription(CameraInfo, self.info_in_topic, self._on_info,
-                                                 qos_profile_sensor_data)
         self.pub = self.create_publisher(Image, self.output_topic, qos_profile("reliable", 1))
         self.pub_compressed = (self.create_publisher(CompressedImage, self.output_topic + "/compressed",
                                                      qos_profile("reliable", 1))
@@ -148,13 +155,47 @@ class StylizeNode(Node):
         self._worker = threading.Thread(target=self._work, name="stylize_worker", daemon=True)
         self._worker.start()
         self._diag_timer = self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
+        if self.stylizer.card.get("untrained"):
+            self.get_logger().warning(
+                f"model {self.stylizer.card.get('id')} is UNTRAINED: its output is not a style")
+
+    def start_input(self) -> None:
+        """Subscribe to the camera (and its camera info): frames start to flow."""
+        p = self.params
+        in_qos = qos_profile(p["qos_reliability"], p["qos_depth"])
+        if p["input_transport"] == "compressed":
+            self.sub = self.create_subscription(CompressedImage, self.input_topic + "/compressed",
+                                                lambda m: self._on_frame(m, True), in_qos)
+        else:
+            self.sub = self.create_subscription(Image, self.input_topic,
+                                                lambda m: self._on_frame(m, False), in_qos)
+        self.info_sub = self.create_subscription(CameraInfo, self.info_in_topic, self._on_info,
+                                                 qos_profile_sensor_data)
         self.get_logger().info(
             f"{self.stylizer.describe()}; style {self._style_name}, strength {self.stylizer.strength:g}; "
             f"{self.sub.topic_name} ({p['input_transport']}, {p['qos_reliability']}) -> {self.output_topic}, "
             f"camera info {self.info_in_topic} -> {self.info_out_topic}")
-        if self.stylizer.card.get("untrained"):
-            self.get_logger().warning(
-                f"model {self.stylizer.card.get('id')} is UNTRAINED: its output is not a style")
+
+    def stop_input(self) -> None:
+        """Unsubscribe: no new frame is taken (one in the worker is still published)."""
+        if self.sub is not None:
+            self.destroy_subscription(self.sub)
+            self.destroy_subscription(self.info_sub)
+            self.sub = None
+
+    def release_stylizer(self) -> None:
+        """Undo configure_stylizer: stop the worker, drop the publishers, the timer and the model."""
+        self.stop_input()
+        if self.stylizer is None:
+            return
+        self._slot.close()
+        if self._worker.is_alive():
+            self._worker.join(timeout=5.0)
+        self.destroy_timer(self._diag_timer)
+        for pub in (self.pub, self.pub_compressed, self.pub_info, self.pub_diag):
+            if pub is not None:
+                self.destroy_publisher(pub)
+        self.stylizer = None
 
     # -- parameters ------------------------------------------------------------------------------
     def _describe_style(self) -> str:
@@ -162,7 +203,10 @@ class StylizeNode(Node):
 
     def _prepare_parameter(self, name, value):
         """Check a live update without changing anything; returns the function that applies it
-        (params.make_on_set_callback applies a request only once all of it is prepared)."""
+        (params.make_on_set_callback applies a request only once all of it is prepared). Before
+        configure_stylizer there is no model to check against: configuring reads the values."""
+        if self.stylizer is None:
+            return lambda: None
         if name == "style":
             change = functools.partial(self._set_style_weights, self.stylizer.style_weights(value))
         elif name == "strength":
@@ -261,6 +305,8 @@ class StylizeNode(Node):
 
     # -- diagnostics (executor thread, timer) -----------------------------------------------------
     def _publish_diagnostics(self) -> None:
+        if self.sub is None:  # inactive (lifecycle): nothing to report until frames can arrive
+            return
         malformed_new = self.counts["malformed"] - self._malformed_seen
         self._malformed_seen = self.counts["malformed"]
         status = stylize_status(self, malformed_new)
@@ -270,9 +316,10 @@ class StylizeNode(Node):
         self.pub_diag.publish(msg)
 
     def destroy_node(self):
-        self._slot.close()
-        if self._worker.is_alive():
-            self._worker.join(timeout=5.0)
+        if self.stylizer is not None:
+            self._slot.close()
+            if self._worker.is_alive():
+                self._worker.join(timeout=5.0)
         return super().destroy_node()
 
 
