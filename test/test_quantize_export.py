@@ -118,7 +118,10 @@ def test_export_bundle_prunes_writes_every_precision_and_a_truthful_card(tmp_pat
                               card_extra={"training": {"steps": 3},
                                           "data": [{"name": "x", "licence": "CC0"}]})
     card = json.loads(card_path.read_text())
-    assert set(card["files"]) == {"weights", "onnx_fp32", "onnx_fp16", "onnx_int8"}
+    float_roles = {"onnx_fp32", "onnx_fp16", "onnx_int8"}
+    assert set(card["files"]) == {"weights"} | float_roles | {r + "_u8" for r in float_roles}
+    assert set(card["io"]) == float_roles | {r + "_u8" for r in float_roles}
+    assert "image_rgb8" in card["io"]["onnx_int8_u8"]["inputs"] and "image" in card["io"]["onnx_fp16"]["inputs"]
     for entry in card["files"].values():
         assert sha256_file(tmp_path / entry["path"]) == entry["sha256"]
     assert card["pruning"]["heads_before"] == [2] and card["pruning"]["heads_after"] == [1]
@@ -171,7 +174,7 @@ def test_cli_exports_a_checkpoint(tmp_path, capsys):
                                        "--parity", str(calib / "coffee.png"), "--latency-runs", "0"])
     assert args.func(args) == 0
     card = json.loads((tmp_path / "out" / "cli.card.json").read_text())
-    assert set(card["files"]) == {"weights", "onnx_fp32", "onnx_int8"}
+    assert set(card["files"]) == {"weights", "onnx_fp32", "onnx_int8", "onnx_fp32_u8", "onnx_int8_u8"}
     assert card["training"] == {"step": 7} and card["source_checkpoint"] == "ckpt.safetensors"
     assert "int8" in capsys.readouterr().out
 

@@ -9,27 +9,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from muon_ad_ros.core.atomic_io import atomic_write_bytes, atomic_write_json  # noqa: F401 (re-exported)
 from muon_ad_ros.core.errors import ModelError
 from muon_ad_ros.core.integrity import sha256_file  # re-exported: the one hash of a file
 from muon_ad_ros.core.student import StudentConfig, StudentNet
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def save_student(model: StudentNet, stem: str | os.PathLike, extra: Optional[dict] = None) -> Path:

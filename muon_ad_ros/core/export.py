@@ -14,13 +14,12 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from muon_ad_ros.core.errors import ModelError
-from muon_ad_ros.core.student import SIZE_MULTIPLE, StudentNet
+from muon_ad_ros.core.onnx_contract import (DEFAULT_OPSET, INPUT_IMAGE, INPUT_STYLE, OUTPUT, SIZE_MULTIPLE,
+                                            read_onnx_metadata)
+from muon_ad_ros.core.student import StudentNet
 
-INPUT_IMAGE = "image"  # float32 [1,3,H,W] RGB in [0,1]
-INPUT_STYLE = "style_weights"  # float32 [1,S]
-OUTPUT = "stylized"  # float32 [1,3,H,W] in [0,1]
-DEFAULT_OPSET = 17
+__all__ = ["DEFAULT_OPSET", "INPUT_IMAGE", "INPUT_STYLE", "OUTPUT", "export_onnx", "parity_check",
+           "read_onnx_metadata"]
 
 
 def export_onnx(model: StudentNet, path: str | os.PathLike, opset: int = DEFAULT_OPSET,
@@ -59,25 +58,6 @@ def export_onnx(model: StudentNet, path: str | os.PathLike, opset: int = DEFAULT
     onnx.save(proto, str(tmp))
     os.replace(tmp, path)
     return path
-
-
-def read_onnx_metadata(path: str | os.PathLike) -> dict:
-    """The ``muon_ad.*`` metadata of an exported model (styles, student config...)."""
-    import onnx
-
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError, OSError... for a corrupt file
-        raise ModelError(f"{path}: not a readable ONNX model ({exc})") from None
-    meta = {}
-    for prop in proto.metadata_props:
-        if prop.key.startswith("muon_ad."):
-            key = prop.key[len("muon_ad."):]
-            try:
-                meta[key] = json.loads(prop.value)
-            except json.JSONDecodeError:
-                meta[key] = prop.value
-    return meta
 
 
 def parity_check(model: StudentNet, onnx_path: str | os.PathLike, images: Iterable[np.ndarray],

@@ -159,7 +159,7 @@ def resolve_model(model: str | os.PathLike = "default") -> ModelFiles:
 
 
 def _card_from_onnx(path: Path) -> ModelFiles:
-    from muon_ad_ros.core.export import read_onnx_metadata
+    from muon_ad_ros.core.onnx_contract import read_onnx_metadata
 
     meta = read_onnx_metadata(path)
     if "styles" not in meta:

@@ -45,7 +45,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SIZE_MULTIPLE = 16  # input H and W must be multiples of this (two stride-2 steps + 4x4 attention pool)
+from muon_ad_ros.core.onnx_contract import SIZE_MULTIPLE  # noqa: F401 (the torch-free home of the size rule)
+
 ATTN_POOL = 4  # the attention grid is the H/4 body pooled 4x4: H/16 x W/16 tokens
 
 

@@ -1,8 +1,11 @@
 """The ``Stylizer`` pipeline shared by the node, the CLI and bag evaluation.
 
-    rgb frame HxWx3 uint8 -> preprocess (resize to the input policy, NCHW float)
-                          -> engine.run (any backend)
-                          -> postprocess (HWC uint8, resize back to the frame size, strength blend)
+    rgb frame HxWx3 uint8 -> preprocess (resize to the input policy, skipped when the frame fits;
+                                         NCHW float for float engines)
+                          -> engine.run (any backend), or engine.run_rgb8 when the model takes
+                             uint8 frames (the conversions run inside the graph, core/uint8_io.py)
+                          -> postprocess (HWC uint8 for float engines, resize back to the frame
+                             size, strength blend)
 
 Per-stage wall times (ms) come back with every result so callers can report them.
 """
@@ -20,7 +23,7 @@ from muon_ad_ros.core.engines import Engine, create_engine
 from muon_ad_ros.core.errors import ConfigError, ImageFormatError
 from muon_ad_ros.core.image_codec import DEFAULT_MAX_SIDE
 from muon_ad_ros.core.model_store import ModelFiles, resolve_model
-from muon_ad_ros.core.student import SIZE_MULTIPLE
+from muon_ad_ros.core.onnx_contract import SIZE_MULTIPLE, nchw_to_rgb8, rgb8_to_nchw
 from muon_ad_ros.core.style_spec import StyleSpec, parse_style
 from muon_ad_ros.core.temporal import TemporalConfig, TemporalFilter
 
@@ -102,11 +105,13 @@ class Stylizer:
                    precision: str = "fp32", style: StyleSpec = 0, strength: float = 1.0,
                    resolution: Optional[tuple[int, int]] = None, max_side: int = DEFAULT_MAX_SIDE,
                    threads: Optional[int] = None, device: str = "cpu",
-                   temporal: Union[bool, TemporalConfig] = False, **engine_options) -> "Stylizer":
-        """Resolve ``model`` ("default", an id, a card, .onnx or .safetensors) and build its engine."""
+                   temporal: Union[bool, TemporalConfig] = False, io: str = "auto",
+                   **engine_options) -> "Stylizer":
+        """Resolve ``model`` ("default", an id, a card, .onnx or .safetensors) and build its engine
+        (``io="auto"``: the model's uint8 variant when its card lists one, engines.create_engine)."""
         files = model if isinstance(model, ModelFiles) else resolve_model(model)
         engine = create_engine(files, backend=backend, precision=precision, device=device,
-                               threads=threads, **engine_options)
+                               threads=threads, io=io, **engine_options)
         width, height = resolution if resolution else (0, 0)
         policy = InputPolicy(width=width, height=height, max_side=max_side)
         return cls(engine, files.styles, policy, style=style, strength=strength, card=files.card,
@@ -185,13 +190,16 @@ class Stylizer:
         if (net_h, net_w) != (frame_h, frame_w):
             shrink = net_h * net_w < frame_h * frame_w
             resized = cv2.resize(rgb, (net_w, net_h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        x = resized.transpose(2, 0, 1)[None].astype(np.float32) * (1.0 / 255.0)  # [1,3,h,w]
-        t1 = time.perf_counter()
-
-        y = self.engine.run(x, weights[None])  # [1,3,h,w]
-        t2 = time.perf_counter()
-
-        out = np.clip(y[0].transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)  # [h,w,3]
+        if self.engine.io == "uint8":  # cast, layout and scaling inside the graph
+            t1 = time.perf_counter()
+            out = self.engine.run_rgb8(resized[None], weights[None])[0]  # [h,w,3] uint8
+            t2 = time.perf_counter()
+        else:
+            x = rgb8_to_nchw(resized)  # [1,3,h,w] float32
+            t1 = time.perf_counter()
+            y = self.engine.run(x, weights[None])  # [1,3,h,w]
+            t2 = time.perf_counter()
+            out = nchw_to_rgb8(y)  # [h,w,3] uint8
         if (net_h, net_w) != (frame_h, frame_w):
             out = cv2.resize(out, (frame_w, frame_h), interpolation=cv2.INTER_LINEAR)
         if alpha < 1.0:

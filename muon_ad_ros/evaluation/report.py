@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # no display on a robot or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from muon_ad_ros.core.checkpoint import atomic_write_bytes  # noqa: E402
+from muon_ad_ros.core.atomic_io import atomic_write_bytes  # noqa: E402
 from muon_ad_ros.evaluation.bag_io import BagError  # noqa: E402
 
 SCHEMA = "muon_ad_ros/eval-bag/1"

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
-from muon_ad_ros.core.checkpoint import atomic_write_bytes, atomic_write_json
+from muon_ad_ros.core.atomic_io import atomic_write_bytes, atomic_write_json
 from muon_ad_ros.core.errors import EngineError
 from muon_ad_ros.core.integrity import file_matches, sha256_file
 
