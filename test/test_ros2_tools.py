@@ -167,7 +167,7 @@ def test_launch_applies_arguments_and_remaps(launched):
     assert "/cam/image_raw (raw, best_effort) -> /cam/stylized/image_raw" in log, log
     assert "camera info /cam/camera_info -> /cam/stylized/camera_info" in log, log
     assert "style the_scream, strength 0.6" in log, log
-    assert "on /cam/image_raw at 30 Hz" in log, log
+    assert launched.wait_for(r"\[image_source_node\]: publishing .* on /cam/image_raw at 30 Hz", 30), launched.log()
 
 
 def hz(ws: Workspace, topics: list[str], seconds: float = 8.0) -> dict:
