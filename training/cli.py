@@ -54,7 +54,13 @@ def export_final(trainer: Trainer, summary: dict, base_dir: Path = Path(".")) ->
     }
     if cfg.export.provenance:
         card_extra["provenance"] = cfg.export.provenance
+    # INT8 calibration on real frames of the training content (what the model will see), not on the
+    # default handful of sample photos; named by their data-root-relative paths in the card.
+    step = max(1, len(names) // cfg.export.calibration_frames)
+    calibration = {relative[i]: (trainer.source.contents[i].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype("uint8")
+                   for i in range(0, len(names), step)}
     return export_bundle(trainer.model, Path(cfg.output_dir) / "export", cfg.export.model_id,
+                         calibration_images=calibration, image_licences={k: "see provenance" for k in calibration},
                          card_extra=card_extra, precisions=cfg.export.precisions,
                          latency_runs=cfg.export.latency_runs, strict=cfg.export.strict,
                          tolerances=cfg.export.tolerances or None)

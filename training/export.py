@@ -192,7 +192,7 @@ def _tolerance_failures(parity: dict, tolerances: dict) -> list[str]:
         got = parity.get(precision)
         if got is None:
             continue
-        measured = Parity(max_abs=got["max_abs"], mean_abs=got["mean_abs"],
-                          psnr_min=got.get("psnr_min") if got.get("psnr_min") is not None else float("inf"))
+        psnr = {k: got[k] if got.get(k) is not None else float("inf") for k in ("psnr_min", "psnr_mean")}
+        measured = Parity(max_abs=got["max_abs"], mean_abs=got["mean_abs"], **psnr)
         failures += [f"{precision}: {p}" for p in check_tolerance(measured, tol)]
     return failures

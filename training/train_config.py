@@ -168,6 +168,7 @@ class ExportConfig:
     model_id: str = "student"
     precisions: list[str] = field(default_factory=lambda: ["fp32", "fp16", "int8"])
     latency_runs: int = 10  # CPU latency measured for the card; 0 skips it
+    calibration_frames: int = 32  # INT8 calibration frames, spread over the training content
     strict: bool = True  # refuse to write a bundle that misses its parity tolerances
     provenance: dict = field(default_factory=dict)  # copied into the card: data sources and licences
     tolerances: dict = field(default_factory=dict)  # per precision, replaces export.TOLERANCES[precision]
@@ -229,6 +230,7 @@ class TrainConfig:
         need(self.loss.teacher_pad >= 0 and self.loss.teacher_ring >= 0,
              "loss.teacher_pad and loss.teacher_ring must be >= 0")
         need(self.loss.target_pool >= 1, "loss.target_pool must be >= 1")
+        need(self.export.calibration_frames >= 1, "export.calibration_frames must be >= 1")
         need(self.loss.stability_max_shift >= 1, "loss.stability_max_shift must be >= 1")
         for i, p in enumerate(self.phases):
             where = f"phases[{i}] ({p.name})"

@@ -287,13 +287,14 @@ def measure_parity(reference: str | os.PathLike, candidate: str | os.PathLike, i
 
 
 def check_tolerance(parity: Parity, tolerance: dict) -> list[str]:
-    """Violations of a tolerance {"max_abs": ..., "mean_abs": ..., "psnr_min": ...}; empty = passes."""
+    """Violations of a tolerance {"max_abs", "mean_abs", "psnr_min", "psnr_mean"}; empty = passes."""
     problems = []
     for key in ("max_abs", "mean_abs"):
         if key in tolerance and getattr(parity, key) > tolerance[key]:
             problems.append(f"{key} {getattr(parity, key):.3g} > {tolerance[key]}")
-    if "psnr_min" in tolerance and parity.psnr_min < tolerance["psnr_min"]:
-        problems.append(f"psnr_min {parity.psnr_min:.2f} dB < {tolerance['psnr_min']} dB")
+    for key in ("psnr_min", "psnr_mean"):
+        if key in tolerance and getattr(parity, key) < tolerance[key]:
+            problems.append(f"{key} {getattr(parity, key):.2f} dB < {tolerance[key]} dB")
     return problems
 
 
