@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 
-NODES = ["stylize_node", "image_source_node", "recorder_node"]
+NODES = ["stylize_node", "stereo_stylize_node", "stylize_lifecycle_node", "image_source_node", "recorder_node"]
 
 
 def test_stylize_node_help_from_the_command_line():

@@ -41,7 +41,7 @@ from muon_ad_ros.nodes import conversions as conv
 from muon_ad_ros.nodes.diagnostics import stereo_status
 from muon_ad_ros.nodes.latest_slot import LatestSlot
 from muon_ad_ros.nodes.params import (QOS_RELIABILITY, ParamSpec, check_topic, declare_all, make_on_set_callback,
-                                      qos_profile)
+                                      print_help_if_asked, qos_profile)
 from muon_ad_ros.nodes.shutdown import shutdown, stop_on_signals, stopping
 from muon_ad_ros.nodes.stylize_node import _check_device, _check_style_type
 
@@ -282,6 +282,8 @@ class StereoStylizeNode(Node):
 
 
 def main(args=None):
+    if print_help_if_asked("stereo_stylize_node", __doc__, PARAMS, args):
+        return 0
     stop_on_signals()
     rclpy.init(args=args)
     node, code = None, 0
