@@ -6,6 +6,8 @@ latencies in ms as ``<stage>_p50_ms`` / ``<stage>_p95_ms`` over the last 300 fra
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
@@ -45,6 +47,7 @@ def stylize_status(node, malformed_since_last: int) -> DiagnosticStatus:
         "model": str(node.stylizer.card.get("id", "?")), "engine": node.stylizer.engine.describe(),
         "untrained": str(bool(node.stylizer.card.get("untrained", False))).lower(),
         "last_problem": node._last_problem,
+        "startup_to_first_frame_s": _fmt(getattr(node, "startup_s", float("nan"))),
     }
     for stage in STAGES:
         summary = stages.get(stage)
@@ -58,6 +61,17 @@ def stylize_status(node, malformed_since_last: int) -> DiagnosticStatus:
     status.hardware_id = str(node.stylizer.card.get("id", ""))
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
     return status
+
+
+def process_age_s() -> float:
+    """Seconds since this process started (Linux /proc; nan elsewhere): start-up includes the
+    interpreter, imports and model load, which a timer started in the node would miss."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
 
 
 def status_values(status: DiagnosticStatus) -> dict:

@@ -29,7 +29,8 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from muon_ad_ros.core.engines import BACKENDS, PRECISIONS
+from muon_ad_ros.core.engines import BACKENDS, IO_CHOICES, PRECISIONS
+from muon_ad_ros.core.engines.onnx_engine import GRAPH_OPTIMIZATION, SessionConfig
 from muon_ad_ros.core.errors import ConfigError, ImageFormatError, MuonAdError
 from muon_ad_ros.core.frame_sources import fit_frame
 from muon_ad_ros.core.image_codec import DEFAULT_MAX_SIDE, MAX_PIXELS, NODE_MAX_PIXELS, SUPPORTED_ENCODINGS
@@ -37,7 +38,7 @@ from muon_ad_ros.core.rolling_stats import RateMeter, StageTimes
 from muon_ad_ros.core.style_spec import describe_style
 from muon_ad_ros.core.stylizer import MAX_SIDE_LIMIT, Stylizer
 from muon_ad_ros.nodes import conversions as conv
-from muon_ad_ros.nodes.diagnostics import stylize_status
+from muon_ad_ros.nodes.diagnostics import process_age_s, stylize_status
 from muon_ad_ros.nodes.latest_slot import LatestSlot
 from muon_ad_ros.nodes.shutdown import shutdown, stop_on_signals, stopping
 from muon_ad_ros.nodes.params import (COMPRESSED_FORMATS, QOS_RELIABILITY, TRANSPORTS, ParamSpec,
@@ -65,7 +66,13 @@ PARAMS = (
     ParamSpec("backend", "onnxruntime", "inference backend", choices=BACKENDS),
     ParamSpec("precision", "fp32", "numeric precision of the engine", choices=PRECISIONS),
     ParamSpec("device", "cpu", "'cpu' or 'cuda[:N]'", check=_check_device),
-    ParamSpec("threads", 0, "CPU threads of the engine (0: the runtime's default)", int_range=(0, 256)),
+    ParamSpec("threads", 0, "CPU threads of the engine (0: the physical cores this process may use)",
+              int_range=(0, 256)),
+    ParamSpec("graph_optimization", "all", "onnxruntime graph optimization level", choices=GRAPH_OPTIMIZATION),
+    ParamSpec("cpu_arena", True, "onnxruntime CPU memory arena (faster allocations; false: memory returned "
+              "after each frame, lower steady RSS)"),
+    ParamSpec("model_io", "auto", "onnxruntime model file: 'uint8' (pixel conversions inside the graph), "
+              "'float' (the float contract), 'auto' (uint8 when the model card lists it)", choices=IO_CHOICES),
     ParamSpec("style", "", "style name, index or mixture 'a:0.7,b:0.3' of the model ('' = the first "
               "style; core/style_spec.py); changes live",
               dynamic=True, any_type=True, check=_check_style_type),
@@ -124,7 +131,8 @@ class StylizeNode(Node):
         self.stylizer = Stylizer.from_model(
             p["model"], backend=p["backend"], precision=p["precision"], device=p["device"],
             threads=p["threads"] or None, resolution=resolution, max_side=p["max_side"],
-            style=p["style"], strength=p["strength"], temporal=p["temporal"])
+            style=p["style"], strength=p["strength"], temporal=p["temporal"], io=p["model_io"],
+            session=SessionConfig(graph_optimization=p["graph_optimization"], cpu_arena=p["cpu_arena"]))
         self._style_name = self._describe_style()
 
         # Topics: resolve (with remapping) first, so derived names follow a remapped base as in
@@ -152,6 +160,7 @@ class StylizeNode(Node):
         self.counts = {"frames_in": 0, "frames_out": 0, "malformed": 0, "errors": 0}
         self._last_problem = ""
         self._malformed_seen = 0
+        self.startup_s = float("nan")  # process start -> first frame published
         self._worker = threading.Thread(target=self._work, name="stylize_worker", daemon=True)
         self._worker.start()
         self._diag_timer = self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
@@ -291,6 +300,9 @@ class StylizeNode(Node):
         t3 = time.perf_counter()
 
         now_ns = self.get_clock().now().nanoseconds
+        if self.counts["frames_out"] == 0:
+            self.startup_s = process_age_s()
+            self.get_logger().info(f"first frame published {self.startup_s:.2f} s after the process started")
         self.rate_out.tick()
         self.counts["frames_out"] += 1
         ms = 1e3
