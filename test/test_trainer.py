@@ -112,3 +112,62 @@ def test_cli_reports_config_errors(tmp_path: Path, capsys):
     bad.write_text(f"extends: {SMOKE}\noptim: {{muon_lr: 0.02, learning_rate: 1.0}}\n")
     assert main(["--config", str(bad)]) == 2
     assert "unknown key 'learning_rate'" in capsys.readouterr().err
+
+
+def test_evaluation_batches_come_only_from_the_evaluation_images():
+    from muon_ad_training.data import EVAL_STEP, BatchSource
+    from muon_ad_training.train_config import DataConfig
+
+    contents = [torch.full((3, 32, 32), float(i)) for i in range(7)]  # 5 training + 2 evaluation images
+    source = BatchSource(contents, 2, DataConfig(batch_size=4), seed=0, num_eval=2)
+    train = {i for step in range(200) for i in source.plan(step)[1]}
+    evaluation = {i for k in range(50) for i in source.plan(EVAL_STEP + k)[1]}
+    assert train == {0, 1, 2, 3, 4}
+    assert evaluation == {5, 6}
+    batch = source.batch(EVAL_STEP, 16)
+    assert set(batch.clean.mean(dim=(1, 2, 3)).round().tolist()) <= {5.0, 6.0}
+
+
+def test_config_refuses_evaluation_images_that_are_training_content(tmp_path):
+    from muon_ad_ros.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="eval_skimage"):
+        smoke_config(tmp_path, tmp_path, data={"eval_skimage": ["coffee"]})
+
+
+def test_every_step_uses_the_scheduled_learning_rate_and_lambda(tmp_path, monkeypatch):
+    """The per-step wiring of curriculum.lr_multiplier and lambda_at into the optimizer and loss."""
+    need_teacher()
+    from muon_ad_training.curriculum import lambda_at, lr_multiplier
+    from muon_ad_training.trainer import Trainer
+
+    phases = [
+        {"name": "a", "steps": 6, "resolution": 32, "optimizer": "adamw", "warmup": 0.34, "cooldown": 0.34,
+         "weights": {"recon": 1.0}, "lambda_content": {"start": 1.0, "end": 0.0, "schedule": "linear"}},
+        {"name": "b", "steps": 5, "resolution": 32, "optimizer": "muon", "lr_scale": 0.5, "cooldown": 0.6,
+         "weights": {"recon": 1.0}, "lambda_content": {"start": 0.2, "end": 0.8, "schedule": "cosine"}},
+    ]
+    cfg = smoke_config(tmp_path, tmp_path, targets={"enabled": False}, phases=phases)
+    trainer = Trainer(cfg)
+    seen = []
+
+    def recording_loss(y, x, style, weights, lam, *args, **kwargs):
+        if trainer.model.training:  # evaluate() runs the loss in eval mode at phase edges: not a step
+            seen.append(lam)
+        loss = (y - x).abs().mean()
+        return loss, {"total": loss.detach()}
+
+    monkeypatch.setattr(trainer, "loss_fn", recording_loss)
+    lrs, expected_lrs, expected_lams = [], [], []
+    for _ in range(11):
+        phase, t = trainer.schedule.lookup(trainer.step)
+        record = trainer.train_step()
+        group = trainer.optimizer.param_groups[0]
+        lrs.append(group["lr"])
+        expected_lrs.append(group["initial_lr"] * lr_multiplier(phase.config, t))
+        expected_lams.append(lambda_at(phase.config.lambda_content, t))
+        assert record["lambda"] == pytest.approx(expected_lams[-1])
+    assert lrs == pytest.approx(expected_lrs)
+    assert len(set(round(v, 6) for v in lrs)) > 4  # warmup, plateau, cooldown, a second phase
+    assert seen == pytest.approx(expected_lams)  # the loss of every step got that step's lambda
+    assert expected_lams[0] == pytest.approx(1.0) and expected_lams[5] < 0.3 and len(set(seen)) > 5

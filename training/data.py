@@ -142,6 +142,11 @@ def load_content(cfg: DataConfig, base: Path = Path(".")) -> tuple[list[torch.Te
     return [resize_short_side(img, cfg.base_size) for img in images], names
 
 
+def load_eval_content(cfg: DataConfig) -> list[torch.Tensor]:
+    """The evaluation images (never trained on), prepared like the content."""
+    return [resize_short_side(skimage_image(name), cfg.base_size) for name in cfg.eval_skimage]
+
+
 def load_styles(cfg: DataConfig, base: Path = Path(".")) -> list[torch.Tensor]:
     """The style references [3,s,s] in config order (index = style index of the model)."""
     out = []
@@ -233,19 +238,30 @@ def _mix(*values: int) -> int:
     return (x ^ (x >> 31)) & 0x7FFFFFFFFFFFFFFF
 
 
+EVAL_STEP = 10**12  # steps from here on are evaluation batches: drawn from the evaluation images only
+
+
 class BatchSource:
-    """Global batch of step s = f(seed, s); each rank builds only its slice."""
+    """Global batch of step s = f(seed, s); each rank builds only its slice.
+
+    ``contents`` are the training images followed by ``num_eval`` evaluation images: training steps
+    draw from the first part only, evaluation steps (>= EVAL_STEP) from the last part only."""
 
     def __init__(self, contents: list[torch.Tensor], num_styles: int, cfg: DataConfig, seed: int,
-                 targets: Optional[dict[tuple[int, int], torch.Tensor]] = None):
+                 targets: Optional[dict[tuple[int, int], torch.Tensor]] = None, num_eval: int = 0):
+        if not 0 <= num_eval < len(contents):
+            raise ConfigError(f"need training images besides the {num_eval} evaluation images")
         self.contents, self.num_styles, self.cfg, self.seed = contents, num_styles, cfg, seed
+        self.num_train = len(contents) - num_eval
         self.targets = targets  # (content index, style index) -> [3,h,w] aligned with the content
 
     def plan(self, step: int) -> tuple[int, list[int]]:
         """(style index, content indices of the whole global batch) of a step."""
         gen = torch.Generator().manual_seed(_mix(self.seed, step))
         style = int(torch.randint(self.num_styles, (1,), generator=gen))
-        idx = torch.randint(len(self.contents), (self.cfg.batch_size,), generator=gen).tolist()
+        evaluation = step >= EVAL_STEP and self.num_train < len(self.contents)
+        first, count = (self.num_train, len(self.contents) - self.num_train) if evaluation else (0, self.num_train)
+        idx = (first + torch.randint(count, (self.cfg.batch_size,), generator=gen)).tolist()
         return style, idx
 
     def batch(self, step: int, resolution: int, rank: int = 0, world_size: int = 1) -> Batch:

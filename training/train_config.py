@@ -51,6 +51,9 @@ class DataConfig:
     video_every: int = 15
     max_frames_per_video: int = 200
     skimage: list[str] = field(default_factory=list)  # skimage.data names (astronaut, coffee, ...)
+    # Evaluation images (skimage.data names): the per-phase held-out loss (Trainer.evaluate) is
+    # measured on these, never on training content; they must not be among the training images.
+    eval_skimage: list[str] = field(default_factory=lambda: ["rocket", "hubble_deep_field"])
     base_size: int = 256  # content images are stored with this short side; crops come from there
     styles: list[StyleRef] = field(default_factory=list)
     style_size: int = 256  # style references are resized to a square of this side
@@ -214,6 +217,9 @@ class TrainConfig:
         need(self.data.folders or self.data.videos or self.data.skimage,
              "data: no content source (folders, videos or skimage)")
         need(self.data.batch_size >= 1, "data.batch_size must be >= 1")
+        need(self.data.eval_skimage, "data.eval_skimage: at least one evaluation image is required")
+        overlap = sorted(set(self.data.eval_skimage) & set(self.data.skimage))
+        need(not overlap, f"data.eval_skimage {overlap} are also training content (data.skimage)")
         need(self.data.micro_batches >= 1 and self.data.batch_size % self.data.micro_batches == 0,
              "data.micro_batches must be >= 1 and divide data.batch_size")
         lo, hi = self.data.augment.crop_scale

@@ -27,13 +27,11 @@ from muon_ad_ros.core.student import StudentNet
 
 from . import checkpointing
 from .curriculum import Phase, TrainingSchedule, lambda_at, lr_multiplier
-from .data import BatchSource, compute_targets, load_content, load_styles
+from .data import EVAL_STEP, BatchSource, compute_targets, load_content, load_eval_content, load_styles
 from .distributed import DistEnv, build_optimizer, set_trainable, wrap_ddp
 from .pruning import EntropyPruner, sparsity_at
 from .student_loss import StudentLoss, shift_consistency
 from .train_config import TrainConfig
-
-EVAL_STEP = 10**12  # the fixed held-out batch is the "batch" of this step number (never trained on)
 
 
 def needs_teacher(cfg: TrainConfig) -> bool:
@@ -71,6 +69,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # same initial weights on every rank
         self.model = StudentNet(cfg.student_config()).to(self.device)
         contents, self.content_names = load_content(cfg.data, base_dir)
+        eval_contents = load_eval_content(cfg.data)  # after the training images: indices n_train..
+        contents = contents + eval_contents
         self.styles = load_styles(cfg.data, base_dir)
         self.teacher = self._build_teacher() if needs_teacher(cfg) else None
         targets = None
@@ -87,7 +87,7 @@ class Trainer:
                                 lambda_content=t.lambda_content, seed=cfg.seed)
             targets = compute_targets(self.teacher, contents, self.styles, self.model.config.style_names,
                                       tcfg, cache, self.env.rank, self.env.world_size, self.env.barrier)
-        self.source = BatchSource(contents, len(self.styles), cfg.data, cfg.seed, targets)
+        self.source = BatchSource(contents, len(self.styles), cfg.data, cfg.seed, targets, len(eval_contents))
         self.loss_fn = StudentLoss(self.teacher, [s.to(self.device) for s in self.styles], cfg.loss)
         self.step = 0
         self.history: list[dict] = []  # per step: phase, rank-averaged loss parts
