@@ -13,6 +13,8 @@ stamp -> receive minus inference is the overhead a frame pays beyond inference w
 
     python bench/bench_node.py            # ~5 min; docs/bench/node.json, plots, docs section
     python bench/bench_node.py --quick    # ~1.5 min smoke run, writes only to the temp folder
+    python bench/bench_node.py --compare  # before/after of the fast path (bench/node_compare.py):
+                                          # stages interleaved in process, then DDS rows at 15 Hz
 """
 from __future__ import annotations
 
@@ -326,6 +328,11 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="10 s per rate, 25 s memory run; writes only to the temp folder")
     p.add_argument("--out", type=Path, default=None, help="JSON (default docs/bench/node.json)")
     p.add_argument("--no-docs", action="store_true", help="do not rewrite the docs section and plots")
+    p.add_argument("--compare", action="store_true", help="before/after of the fast path (bench/node_compare.py) "
+                   "at the first --rates value; docs/bench/node_fast_path.json and its docs section")
+    p.add_argument("--compare-frames", type=int, default=60, help="--compare: frames per config in process")
+    p.add_argument("--rounds", type=int, default=2, help="--compare: DDS rounds (before + after each; 0: skip)")
+    p.add_argument("--model", default="default", help="--compare: the model")
     args = p.parse_args()
     if args.role == "publisher":
         return run_publisher(args)
@@ -339,6 +346,10 @@ def main() -> int:
     os.environ.update({k: env[k] for k in ("FASTDDS_BUILTIN_TRANSPORTS", "ROS_DOMAIN_ID")})
     listener = Listener()  # after the environment: the transport is chosen at participant creation
     logs = Path(tempfile.mkdtemp(prefix="bench_node_"))
+    if args.compare:
+        import node_compare
+
+        return node_compare.main(args, sys.modules[__name__], listener, env, logs)
     from muon_ad_ros.core.stylizer import InputPolicy
     import yaml
     max_side = yaml.safe_load((REPO / "config" / "stylize.yaml").read_text())["/**/stylize_node"]["ros__parameters"]["max_side"]

@@ -133,10 +133,12 @@ def test_io_uint8_without_a_variant_is_a_model_error(bundle):
 
 def test_session_options_for_a_robot(bundle):
     files = resolve_model(bundle)
-    engine = create_engine(files, io="auto", session=SessionConfig(graph_optimization="basic", cpu_arena=False))
+    engine = create_engine(files, io="auto", session=SessionConfig(graph_optimization="basic", cpu_arena=False,
+                                                                   mem_pattern=True))
     options = engine.session.get_session_options()
     assert options.intra_op_num_threads == physical_cores() >= 1
-    assert not options.enable_cpu_mem_arena
+    assert not options.enable_cpu_mem_arena and options.enable_mem_pattern
+    assert not create_engine(files).session.get_session_options().enable_mem_pattern  # the default: less RSS
     assert create_engine(files, threads=1).session.get_session_options().intra_op_num_threads == 1
     with pytest.raises(ConfigError, match="graph_optimization"):
         SessionConfig(graph_optimization="max")

@@ -69,8 +69,10 @@ PARAMS = (
     ParamSpec("threads", 0, "CPU threads of the engine (0: the physical cores this process may use)",
               int_range=(0, 256)),
     ParamSpec("graph_optimization", "all", "onnxruntime graph optimization level", choices=GRAPH_OPTIMIZATION),
-    ParamSpec("cpu_arena", True, "onnxruntime CPU memory arena (faster allocations; false: memory returned "
-              "after each frame, lower steady RSS)"),
+    ParamSpec("cpu_arena", True, "onnxruntime CPU memory arena (false: buffers returned after each frame, "
+              "slower)"),
+    ParamSpec("mem_pattern", False, "onnxruntime memory pattern (true: one preplanned block per input size, "
+              "more RSS)"),
     ParamSpec("model_io", "auto", "onnxruntime model file: 'uint8' (pixel conversions inside the graph), "
               "'float' (the float contract), 'auto' (uint8 when the model card lists it)", choices=IO_CHOICES),
     ParamSpec("style", "", "style name, index or mixture 'a:0.7,b:0.3' of the model ('' = the first "
@@ -132,7 +134,8 @@ class StylizeNode(Node):
             p["model"], backend=p["backend"], precision=p["precision"], device=p["device"],
             threads=p["threads"] or None, resolution=resolution, max_side=p["max_side"],
             style=p["style"], strength=p["strength"], temporal=p["temporal"], io=p["model_io"],
-            session=SessionConfig(graph_optimization=p["graph_optimization"], cpu_arena=p["cpu_arena"]))
+            session=SessionConfig(graph_optimization=p["graph_optimization"], cpu_arena=p["cpu_arena"],
+                                  mem_pattern=p["mem_pattern"]))
         self._style_name = self._describe_style()
 
         # Topics: resolve (with remapping) first, so derived names follow a remapped base as in

@@ -7,8 +7,9 @@ writes the result straight into the array the caller gets.
 
 Session options (``SessionConfig``) are chosen for a robot: intra-op threads default to the
 physical cores this process may run on (hyper-threads slow a conv net down), one inter-op thread,
-and worker threads that sleep instead of spinning between frames (a spinning pool holds the cores
-the camera driver and DDS need while the node waits for the next frame).
+worker threads that sleep instead of spinning between frames (a spinning pool holds the cores
+the camera driver and DDS need while the node waits for the next frame), and no memory pattern
+(the arena reuses freed buffers instead of keeping one block per tensor: 64 MB less RSS).
 """
 from __future__ import annotations
 
@@ -49,11 +50,16 @@ def physical_cores() -> int:
 
 @dataclass(frozen=True)
 class SessionConfig:
-    """ONNX Runtime session options (node parameters ``threads``, ``graph_optimization``, ``cpu_arena``)."""
+    """ONNX Runtime session options (node parameters ``threads``, ``graph_optimization``, ``cpu_arena``,
+    ``mem_pattern``)."""
 
     threads: int = 0  # intra-op threads; 0: physical_cores()
     graph_optimization: str = "all"  # all | extended | basic | disable
-    cpu_arena: bool = True  # ORT's CPU memory arena: faster allocations, memory kept at the peak
+    cpu_arena: bool = True  # ORT's CPU memory arena: reused buffers (off: +20-60% inference, big im2col re-faulted)
+    # ORT's memory pattern plans one block holding every intermediate tensor of a shape; off, the
+    # arena reuses freed chunks instead. Measured with the v2 student at 640x480 (one process each):
+    # RSS 220 -> 156 MB, inference unchanged (612 vs 596 ms on a loaded machine).
+    mem_pattern: bool = False
     spin: bool = False  # worker threads busy-wait for work (lower latency, burns the cores between frames)
 
     def __post_init__(self):
@@ -77,6 +83,7 @@ class SessionConfig:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.enable_cpu_mem_arena = self.cpu_arena
+        options.enable_mem_pattern = self.mem_pattern
         spin = "1" if self.spin else "0"
         options.add_session_config_entry("session.intra_op.allow_spinning", spin)
         options.add_session_config_entry("session.inter_op.allow_spinning", spin)
