@@ -61,7 +61,8 @@ def stages(card: Path, frames: list[np.ndarray], repeats: int, threads_before: i
 
     header = Header(frame_id="camera")
     msgs = [conv.rgb_to_image(f, header) for f in frames]
-X
+    # the session as it was: onnxruntime's defaults (spinning workers, memory pattern on)
+    legacy = SessionConfig(threads=threads_before, spin=True, mem_pattern=True)
     configs = {"before": Stylizer.from_model(card, io="float", session=legacy),
                "after": Stylizer.from_model(card, io="auto")}
     times = {name: {s: [] for s in STAGES + ("node_work", "total")} for name in configs}
@@ -164,9 +165,10 @@ def compare_section(res: dict) -> str:
         f"Model `{res['model']}` at {res['frame']} (network {res['network']}), {m['cpu']}, {m['cores']} cores shared "
         f"with other jobs (load average {res['loadavg_start']:.1f} at the start), onnxruntime {m['onnxruntime']}, "
         f"{m['date']}. *Before*: the float model file, numpy conversions around it, onnxruntime's default "
-        "session (worker threads spin between runs). *After*: the uint8 model file (cast, layout, scaling and "
-        "rounding in the graph, IO binding into the output array), `SessionConfig()` (threads = physical cores, "
-        "no spinning). Absolute times swing 2x and more with the machine's load: read the ratios.", "",
+        "session (worker threads spin between runs, memory pattern on). *After*: the uint8 model file (cast, "
+        "layout, scaling and rounding in the graph, IO binding into the output array), `SessionConfig()` "
+        "(threads = physical cores, no spinning, no memory pattern). Absolute times swing 2x and more with the "
+        "machine's load: read the ratios.", "",
         f"**(1) Stages in one process**, before and after interleaved frame by frame ({st['frames']} frames each; "
         "*decode* = Image -> RGB, *encode* = RGB -> Image message, *node work* = everything but inference; "
         f"last frame's largest before/after difference: {st['last_frame_max_level_diff']} level(s)):", "",
