@@ -64,12 +64,14 @@ def stages(card: Path, frames: list[np.ndarray], repeats: int, threads_before: i
     # the session as it was: onnxruntime's defaults (spinning workers, memory pattern on)
     legacy = SessionConfig(threads=threads_before, spin=True, mem_pattern=True)
     configs = {"before": Stylizer.from_model(card, io="float", session=legacy),
+               "float_file_new_session": Stylizer.from_model(card, io="float"),  # what the session alone gives
                "after": Stylizer.from_model(card, io="auto")}
     times = {name: {s: [] for s in STAGES + ("node_work", "total")} for name in configs}
     outputs = {}
     for i in range(repeats + 3):
         msg = msgs[i % len(msgs)]
-        for name, stylizer in (configs.items() if i % 2 else reversed(list(configs.items()))):
+        order = list(configs.items())
+        for name, stylizer in order[i % len(order):] + order[:i % len(order)]:  # rotate who goes first
             t0 = time.perf_counter()
             rgb = conv.image_to_rgb(msg)
             t1 = time.perf_counter()
@@ -96,12 +98,16 @@ def stages(card: Path, frames: list[np.ndarray], repeats: int, threads_before: i
 
 
 def stages_table(res: dict) -> list[str]:
-    b, a = res["ms"]["before"], res["ms"]["after"]
-    lines = ["| stage | before p50 / p95 ms | after p50 / p95 ms | after / before (p50) |", "|---|---|---|---|"]
+    ms = res["ms"]
+    names = list(ms)
+    lines = ["| stage | " + " | ".join(f"{n.replace('_', ' ')} p50 / p95 ms" for n in names) + " | "
+             + " | ".join(f"{n.replace('_', ' ')} / before (p50)" for n in names[1:]) + " |",
+             "|---" * (2 * len(names)) + "|"]
     for s in STAGES + ("node_work", "total"):
-        ratio = a[s]["p50"] / b[s]["p50"] if b[s]["p50"] > 0 else float("nan")
-        lines.append(f"| {s.replace('_', ' ')} | {b[s]['p50']:.2f} / {b[s]['p95']:.2f} | {a[s]['p50']:.2f} / "
-                     f"{a[s]['p95']:.2f} | {ratio:.2f}x |")
+        cells = [f"{ms[n][s]['p50']:.2f} / {ms[n][s]['p95']:.2f}" for n in names]
+        base = ms["before"][s]["p50"]
+        ratios = [f"{ms[n][s]['p50'] / base:.2f}x" if base > 0 else "n/a" for n in names[1:]]
+        lines.append(f"| {s.replace('_', ' ')} | " + " | ".join(cells + ratios) + " |")
     return lines
 
 
@@ -167,8 +173,9 @@ def compare_section(res: dict) -> str:
         f"{m['date']}. *Before*: the float model file, numpy conversions around it, onnxruntime's default "
         "session (worker threads spin between runs, memory pattern on). *After*: the uint8 model file (cast, "
         "layout, scaling and rounding in the graph, IO binding into the output array), `SessionConfig()` "
-        "(threads = physical cores, no spinning, no memory pattern). Absolute times swing 2x and more with the "
-        "machine's load: read the ratios.", "",
+        "(threads = physical cores, no spinning, no memory pattern). *Float file, new session*: the float path "
+        "with `SessionConfig()`, to tell the session's share from the graph's. Absolute times swing 2x and more "
+        "with the machine's load: read the ratios.", "",
         f"**(1) Stages in one process**, before and after interleaved frame by frame ({st['frames']} frames each; "
         "*decode* = Image -> RGB, *encode* = RGB -> Image message, *node work* = everything but inference; "
         f"last frame's largest before/after difference: {st['last_frame_max_level_diff']} level(s)):", "",
@@ -193,10 +200,22 @@ def compare_section(res: dict) -> str:
         for s in ("decode", "preprocess", "postprocess", "publish"):
             lines.append(f"| {s} p95 ms | {b['stages_p95'][s]:.2f} | {a['stages_p95'][s]:.2f} | "
                          f"{a['stages_p95'][s] / b['stages_p95'][s] if b['stages_p95'][s] else float('nan'):.2f}x |")
+        lines += ["", "Each row (one fresh node; the machine's load moves inference 5x between rows, so read rows "
+                  "of the same round side by side):", "",
+                  "| round | model file | output Hz | inference p50 ms | node work p50 / p95 ms | DDS in+out p95 ms "
+                  "| work + transport p95 ms | VmRSS max MB | start -> first frame s | load avg |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in res["dds_rows"]:
+            lines.append(f"| {r['round'] + 1} | {r['model_io']} | {r['output_rate_hz']:.2f} | "
+                         f"{r['node_stages_ms']['inference']['p50']:.0f} | {r['node_work_ms']['p50']:.1f} / "
+                         f"{r['node_work_ms']['p95']:.1f} | {r['transport_ms']['p95']:.1f} | {r['overhead_ms']['p95']:.1f} | "
+                         f"{r.get('rss', {}).get('max_mb', float('nan')):.0f} | {r['startup_s']:.1f} | "
+                         f"{r.get('loadavg_1min_end', float('nan')):.1f} |")
         goal = a["overhead_p95"]
         lines += ["", f"Goals: node work + transport <= 5 ms p95 at {res['rate']:g} Hz: **{'met' if goal <= 5 else 'not met'}** "
                   f"({goal:.1f} ms{'' if goal <= 5 else f', {goal - 5:.1f} ms over'}); steady RSS <= 250 MB: "
-                  f"**{'met' if a['rss_max_mb'] <= 250 else 'not met'}** (max {a['rss_max_mb']:.0f} MB)."]
+                  f"**{'met' if a['rss_max_mb'] <= 250 else 'not met'}** (max {a['rss_max_mb']:.1f} MB over the uint8 rows, "
+                  f"{250 - a['rss_max_mb']:+.1f} MB margin)."]
     lines += ["", f"Reproduce: `{res['command']}` (JSON: `docs/bench/node_fast_path.json`)."]
     return "\n".join(lines) + "\n"
 
