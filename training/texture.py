@@ -1,0 +1,315 @@
+"""Texture synthesis by attention distillation: a new, larger texture from a small exemplar photo.
+
+The image itself is optimised (as in teacher_targets.optimize_target) against the AD loss
+(losses.ad_loss) in the offline mobilenet teacher, with no content term: every feature of the
+output is pulled towards a soft nearest neighbour among the exemplar's features, so the output has
+the exemplar's local statistics but no copy of its layout. Three additions make it a texture tool:
+
+* coarse to fine: the first level runs at 1/2 resolution (output *and* exemplar halved, so feature
+  scales match) from noise, the next levels refine the upsampled result at full resolution;
+* tileable: the teacher pads circularly (MobileNetTeacher(pad_mode="circular")), so the image is a
+  torus to it, and every step sees the image rolled by a random offset, so neither the wrap-around
+  boundary nor the stride grid has a privileged position; the result tiles without a seam;
+* colour: the taps are ReLU6 expansions deep in the net and see little absolute colour, so a
+  sliced-Wasserstein term matches the distribution of the output's pixel neighbourhoods (colour
+  and right/lower neighbours' colours) to the exemplar's: the palette, and no colour speckle.
+
+Cost: the self-attention of the AD loss is quadratic in the output's tokens; each step evaluates it
+for a random subset of query tokens (an unbiased sample of the per-token L1 loss) against all keys,
+so a 512 px step costs about as much as a 256 px step with all queries.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from muon_ad_ros.core.errors import ConfigError, ImageFormatError
+
+from .data import to_tensor
+from .losses import ad_loss
+from .teachers.base import LayerQKV, detach_layers
+
+MIN_SIDE = 16  # smallest exemplar / output side: below it the /16 tap has no token
+GRID = 16  # internal sizes are multiples of the deepest tap's stride, so circular padding is exact
+
+
+@dataclass
+class TextureConfig:
+    """Hyperparameters of one synthesis (tuned on gimp_leopard / mamurk_* at 256-512 px)."""
+
+    layers: tuple = ("expanded_conv_6/expand", "expanded_conv_13/expand")
+    steps: tuple = (100, 50)  # Adam steps per level, coarse (1/2 scale) to fine (full scale)
+    lr: float = 0.03
+    lr_final: float = 0.1  # cosine decay of each level's lr to this fraction
+    max_queries: int = 2048  # query tokens per layer per step in the self-attention (None: all)
+    max_style_tokens: int | None = 4096
+    colour_weight: float = 2.0  # sliced-Wasserstein term on pixel neighbourhoods, relative to AD
+    colour_projections: int = 32
+    colour_pixels: int | None = 16384  # output pixels sampled per step for the colour term
+    chroma_sigma: float = 1.0  # Gaussian blur of the final chroma (px; 0: none)
+    level_sigma: float = 0.8  # Gaussian blur of a coarse level before it is upsampled (its px)
+    min_exemplar_side: int = 0  # a smaller exemplar is upscaled for the teacher (tokens to match)
+    warm_start: str = "noise"  # "noise" | "shuffle" (exemplar patches in random order)
+    noise_std: float = 0.15
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if not self.steps or any(s < 0 for s in self.steps) or self.lr <= 0:
+            raise ConfigError(f"texture: need steps >= 0 per level and lr > 0, got {self.steps}, {self.lr}")
+        if self.warm_start not in ("noise", "shuffle"):
+            raise ConfigError(f"texture: warm_start must be 'noise' or 'shuffle', got {self.warm_start!r}")
+
+
+# ----------------------------------------------------------------------------- image helpers
+
+
+def load_exemplar(exemplar) -> Tensor:
+    """A path, or an RGB/grey array (uint8, or float in [0,1]) -> float [1,3,h,w] in [0,1]."""
+    if isinstance(exemplar, (str, Path)):
+        import cv2
+
+        bgr = cv2.imread(str(exemplar), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ImageFormatError(f"cannot read exemplar image {exemplar}")
+        exemplar = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    arr = np.asarray(exemplar)
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)) or arr.size == 0:
+        raise ImageFormatError(f"exemplar must be an HxW or HxWx3 image, got shape {arr.shape}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if min(arr.shape[:2]) < MIN_SIDE:
+        raise ImageFormatError(f"exemplar is {arr.shape[1]}x{arr.shape[0]}; need at least {MIN_SIDE}x{MIN_SIDE}")
+    return to_tensor(arr)[None]
+
+
+def resize(img: Tensor, size: tuple[int, int], wrap: bool) -> Tensor:
+    """[B,C,h,w] -> [B,C,H,W] antialiased bilinear; `wrap` treats the image as periodic (a tileable
+    texture stays tileable: the border pixels are interpolated with the opposite side)."""
+    if tuple(img.shape[-2:]) == tuple(size):
+        return img
+    if not wrap:
+        return F.interpolate(img, size=size, mode="bilinear", antialias=True, align_corners=False)
+    h, w = img.shape[-2:]
+    ph, pw = max(2, h // 8), max(2, w // 8)  # margin covering the (antialiasing) kernel support
+    padded = F.pad(img, (pw, pw, ph, ph), mode="circular")
+    sy, sx = size[0] / h, size[1] / w
+    big = (round((h + 2 * ph) * sy), round((w + 2 * pw) * sx))
+    out = F.interpolate(padded, size=big, mode="bilinear", antialias=True, align_corners=False)
+    top, left = round(ph * sy), round(pw * sx)
+    return out[..., top:top + size[0], left:left + size[1]]
+
+
+def round_up(n: int, grid: int = GRID) -> int:
+    return max(grid, math.ceil(n / grid) * grid)
+
+
+def shuffled_patches(exemplar: Tensor, size: tuple[int, int], patch: int, gen: torch.Generator) -> Tensor:
+    """The exemplar [1,3,h,w] cut into random patch x patch crops laid in a grid of `size`: the
+    warm start option, and the bench's baseline (right local statistics, seams between crops)."""
+    _, _, h, w = exemplar.shape
+    patch = min(patch, h, w)
+    rows, cols = math.ceil(size[0] / patch), math.ceil(size[1] / patch)
+    out = exemplar.new_empty(1, 3, rows * patch, cols * patch)
+    ys = torch.randint(0, h - patch + 1, (rows * cols,), generator=gen)
+    xs = torch.randint(0, w - patch + 1, (rows * cols,), generator=gen)
+    for i in range(rows * cols):
+        r, c, y, x = i // cols, i % cols, int(ys[i]), int(xs[i])
+        out[..., r * patch:(r + 1) * patch, c * patch:(c + 1) * patch] = exemplar[..., y:y + patch, x:x + patch]
+    return out[..., :size[0], :size[1]]
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def sliced_wasserstein(x: Tensor, y: Tensor, projections: int, gen: torch.Generator) -> Tensor:
+    """Sliced Wasserstein-1 between point sets x [N,C] and y [M,C] along random unit directions:
+    mean |sorted(x.d) - quantiles of sorted(y.d)|. Matches the whole distribution (here: RGB
+    colours), not only its mean and variance."""
+    d = torch.randn(x.shape[1], projections, generator=gen).to(x)
+    d = d / d.norm(dim=0, keepdim=True)
+    px, _ = torch.sort(x @ d, dim=0)  # [N,P]
+    py, _ = torch.sort(y @ d, dim=0)  # [M,P]
+    if py.shape[0] != px.shape[0]:  # exemplar quantiles at the output's ranks
+        idx = torch.linspace(0, py.shape[0] - 1, px.shape[0], device=x.device).round().long()
+        py = py.index_select(0, idx)
+    return (px - py).abs().mean()
+
+
+def smooth_chroma(img: Tensor, sigma: float, wrap: bool, luma: bool = False) -> Tensor:
+    """img [1,3,H,W]: the chroma (YCbCr Cb, Cr; and the luma if `luma`) Gaussian-blurred. Pixel
+    optimisation through a strided CNN leaves single-pixel colour speckle the taps cannot see; real
+    surfaces' colour varies smoothly at that scale, their detail is in the luma. Before a level is
+    upsampled all channels are smoothed: upsampled speckle would become 2x2 blocks on the stride grid."""
+    if sigma <= 0:
+        return img
+    m = img.new_tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+    ycc = torch.einsum("ij,bjhw->bihw", m, img)  # [1,3,H,W]
+    r = max(1, math.ceil(2 * sigma))
+    k = torch.exp(-torch.arange(-r, r + 1, dtype=img.dtype) ** 2 / (2 * sigma ** 2))
+    k = (k / k.sum()).to(img.device)
+    first = 0 if luma else 1
+    c, n = ycc[:, first:], 3 - first
+    mode = "circular" if wrap else "replicate"
+    c = F.conv2d(F.pad(c, (r, r, 0, 0), mode=mode), k.view(1, 1, 1, -1).expand(n, 1, 1, -1), groups=n)
+    c = F.conv2d(F.pad(c, (0, 0, r, r), mode=mode), k.view(1, 1, -1, 1).expand(n, 1, -1, 1), groups=n)
+    return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(m), torch.cat([ycc[:, :first], c], 1)).clamp(0, 1)
+
+
+def pixel_neighbourhoods(img: Tensor) -> Tensor:
+    """img [1,3,H,W] -> [(H-1)*(W-1), 9]: each pixel's colour with its right and lower neighbours.
+    Their joint distribution carries the colours and the local contrast (a speckle of colour noise
+    the taps do not see shows up here as differences the exemplar does not have)."""
+    x = img[0]
+    v = torch.cat([x[:, :-1, :-1], x[:, :-1, 1:], x[:, 1:, :-1]], dim=0)  # [9,H-1,W-1]
+    return v.flatten(1).T
+
+
+def sample_queries(layers: list[LayerQKV], max_queries: int | None, gen: torch.Generator) -> list[LayerQKV]:
+    """The same layers with a random subset of query tokens (keys/values keep every token)."""
+    out = []
+    for x in layers:
+        n = x.q.shape[2]
+        if max_queries is None or n <= max_queries:
+            out.append(x)
+            continue
+        idx = torch.randperm(n, generator=gen)[:max_queries].to(x.q.device)
+        out.append(LayerQKV(x.name, x.q.index_select(2, idx), x.k, x.v, x.height, x.width))
+    return out
+
+
+# ----------------------------------------------------------------------------- synthesis
+
+
+def _teacher(layers, tileable: bool):
+    from .teachers.mobilenet import MobileNetTeacher
+
+    return MobileNetTeacher(layers=layers, pad_mode="circular" if tileable else "zeros")
+
+
+def _levels(size: tuple[int, int], ex_size: tuple[int, int], cfg: TextureConfig):
+    """(scale, internal output size, exemplar size, steps) per level, coarse to fine. The teacher
+    sees the exemplar at least min_exemplar_side (upscaled when smaller: too few tokens otherwise)
+    and the output at the same magnification, on a GRID-aligned canvas."""
+    mag = max(1.0, cfg.min_exemplar_side / min(ex_size))
+    n = len(cfg.steps)
+    out = []
+    for i, steps in enumerate(cfg.steps):
+        scale = mag / 2 ** (n - 1 - i)
+        osz = (round_up(round(size[0] * scale)), round_up(round(size[1] * scale)))
+        esz = (max(MIN_SIDE, round(ex_size[0] * scale)), max(MIN_SIDE, round(ex_size[1] * scale)))
+        out.append((scale, osz, esz, steps))
+    return out
+
+
+def synthesize(exemplar, size: tuple[int, int] = (512, 512), tileable: bool = False, seed: int = 0,
+               minutes: float | None = 5.0, progress: bool = True, config: TextureConfig | None = None,
+               teacher=None) -> np.ndarray:
+    """A new texture of `size` (H, W) like `exemplar` (path or RGB array) -> uint8 [H,W,3] RGB.
+
+    `tileable`: the result tiles without a seam. `seed` changes the result (noise, query and
+    projection sampling). `minutes` caps the wall time (levels are cut short when the machine is
+    slower than planned; None: run every planned step). `teacher`: a MobileNetTeacher to reuse
+    (its pad_mode must match `tileable`), else one is built.
+    """
+    cfg = config or TextureConfig()
+    cfg.validate()
+    h_out, w_out = (int(size[0]), int(size[1]))
+    if min(h_out, w_out) < MIN_SIDE:
+        raise ConfigError(f"texture size {w_out}x{h_out}: each side must be at least {MIN_SIDE}")
+    if minutes is not None and minutes <= 0:
+        raise ConfigError(f"minutes must be > 0, got {minutes}")
+    ex = load_exemplar(exemplar)  # [1,3,h,w]
+    if teacher is None:
+        teacher = _teacher(cfg.layers, tileable)
+    elif getattr(teacher, "pad_mode", "zeros") != ("circular" if tileable else "zeros"):
+        raise ConfigError("texture: the teacher's pad_mode must be 'circular' exactly when tileable")
+    gen = torch.Generator().manual_seed(seed)
+    levels = _levels((h_out, w_out), tuple(ex.shape[-2:]), cfg)
+    costs = [s * osz[0] * osz[1] for _, osz, _, s in levels]
+    t0, budget = time.perf_counter(), (minutes * 60.0 if minutes is not None else math.inf)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=sum(s for *_, s in levels), desc="texture", unit="step")
+
+    img = None
+    for li, (_, osz, esz, steps) in enumerate(levels):
+        ex_l = resize(ex, esz, wrap=False)
+        with torch.no_grad():
+            style = detach_layers(teacher.features(ex_l))
+        ex_pixels = pixel_neighbourhoods(ex_l)  # [M,9]
+        if img is None:
+            img = _init(ex_l, osz, cfg, gen, tileable)
+        else:
+            img = resize(img, osz, wrap=tileable).clamp(0, 1)
+        deadline = t0 + budget * sum(costs[:li + 1]) / max(1, sum(costs))
+        img = _optimise(teacher, img, style, ex_pixels, steps, tileable, cfg, gen, deadline, bar)
+        last = li == len(levels) - 1
+        img = smooth_chroma(img, cfg.chroma_sigma if last else cfg.level_sigma, wrap=tileable, luma=not last)
+    if bar is not None:
+        bar.close()
+    if tileable:  # the whole canvas is one period
+        out = resize(img, (h_out, w_out), wrap=True)
+    else:  # the canvas was magnified and rounded up to the grid: crop, then back to the asked size
+        mag = levels[-1][0]
+        out = resize(img[..., :round(h_out * mag), :round(w_out * mag)], (h_out, w_out), wrap=False)
+    rgb = (out[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+    return np.ascontiguousarray(rgb)
+
+
+def _init(ex: Tensor, size: tuple[int, int], cfg: TextureConfig, gen: torch.Generator, tileable: bool) -> Tensor:
+    """Start image [1,3,H,W]: the exemplar's mean colour plus noise, or shuffled exemplar patches."""
+    if cfg.warm_start == "shuffle":
+        return shuffled_patches(ex, size, max(8, min(ex.shape[-2:]) // 3), gen)
+    # smooth noise (drawn at 1/4 and upsampled): seeds differ in layout, and no pixel speckle is
+    # planted that the taps (blind to single-pixel colour noise) would never remove
+    mean = ex.mean(dim=(2, 3), keepdim=True)
+    small = torch.randn(1, 3, max(1, size[0] // 4), max(1, size[1] // 4), generator=gen) * cfg.noise_std
+    return (mean + resize(small, size, wrap=tileable)).clamp(0, 1)
+
+
+def _optimise(teacher, img: Tensor, style: list[LayerQKV], ex_pixels: Tensor, steps: int, tileable: bool,
+              cfg: TextureConfig, gen: torch.Generator, deadline: float, bar) -> Tensor:
+    """Adam on the pixels of img [1,3,H,W] against AD(style) + colour; returns the optimised image."""
+    param = img.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([param], lr=cfg.lr)
+    # cosine decay to lr_final * lr: Adam's normalised steps turn the noise of sampled queries into
+    # per-pixel jitter; small last steps let it settle
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * i / max(1, steps))))
+    h, w = param.shape[-2:]
+    for step in range(steps):
+        if time.perf_counter() > deadline:
+            if bar is not None:
+                bar.update(steps - step)
+                bar.set_postfix_str("time cap reached")
+            break
+        opt.zero_grad(set_to_none=True)
+        x = param
+        if tileable:  # a random torus shift: no position (wrap seam, stride grid) is special
+            dy, dx = (int(v) for v in torch.randint(0, max(h, w), (2,), generator=gen))
+            x = torch.roll(x, shifts=(dy % h, dx % w), dims=(2, 3))
+        target = sample_queries(teacher.latent_features(x), cfg.max_queries, gen)
+        loss = ad_loss(target, style, max_style_tokens=cfg.max_style_tokens, generator=gen)
+        if cfg.colour_weight:
+            pix = pixel_neighbourhoods(param)  # [N,9]
+            if cfg.colour_pixels and pix.shape[0] > cfg.colour_pixels:  # a random sample: sorting is the cost
+                pix = pix.index_select(0, torch.randperm(pix.shape[0], generator=gen)[:cfg.colour_pixels])
+            loss = loss + cfg.colour_weight * sliced_wasserstein(pix, ex_pixels, cfg.colour_projections, gen)
+        loss.backward()
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            param.clamp_(0.0, 1.0)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(loss):.4f}")
+    return param.detach()
