@@ -67,6 +67,16 @@ def test_muon_ad_stylize_on_onnxruntime_loads_no_torch(bundle, tmp_path):
     assert loaded == [] and cv2.imread(str(dst)).shape == (96, 128, 3)
 
 
+def test_eval_bag_on_onnxruntime_loads_no_torch(bundle, tmp_path):
+    import _bag_helpers as H
+
+    bag = H.write_bag(tmp_path / "cam", H.camera_frames(3), "mcap")
+    loaded = modules_after("from muon_ad_ros.evaluation import eval_bag_cli\n"
+                           f"assert eval_bag_cli.main([{str(bag)!r}, '--topic', '/camera/image_raw', '--out', "
+                           f"{str(tmp_path / 'out')!r}, '--model', {str(bundle)!r}, '--no-progress']) == 0")
+    assert loaded == [] and (tmp_path / "out").exists()
+
+
 def test_the_checks_would_see_torch():
     assert modules_after("import muon_ad_ros.core.engines.torch_engine") != []
 
