@@ -76,6 +76,15 @@ def _outputs(path: Path, num_styles: int, style: int, image: np.ndarray) -> np.n
     return sess.run(["stylized"], {"image": image.astype(dtype), "style_weights": w})[0]
 
 
+def _outputs_u8(path: Path, num_styles: int, style: int, image_rgb8: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    w = np.zeros((1, num_styles), np.float32)
+    w[0, style] = 1.0
+    return sess.run(None, {sess.get_inputs()[0].name: image_rgb8, "style_weights": w})[0]
+
+
 def test_old_styles_are_bit_identical_in_every_precision(base_bundle, added):
     import skimage.data
 
@@ -87,6 +96,10 @@ def test_old_styles_are_bit_identical_in_every_precision(base_bundle, added):
     x = preprocess(skimage.data.astronaut(), max_side=128)
     for role in ("onnx_fp32", "onnx_fp16", "onnx_int8"):
         for s in range(len(BASE_STYLES)):
+            u8 = role + "_u8"
+            if u8 in base.files:  # the uint8-I/O wrappers too
+                xb = np.ascontiguousarray((x[0].transpose(1, 2, 0) * 255).astype(np.uint8))[None]
+                assert np.array_equal(_outputs_u8(base.file_for(u8), 2, s, xb), _outputs_u8(new.file_for(u8), 3, s, xb))
             a = _outputs(base.file_for(role), 2, s, x)
             b = _outputs(new.file_for(role), 3, s, x)
             assert np.array_equal(a, b), f"{role} style {s} changed"
@@ -131,6 +144,8 @@ def test_card_records_the_style_image_and_the_base(base_bundle, style_image, add
     assert entry["base_model"]["weights_sha256"] == sha256_file(load_card(base_bundle).file_for("weights"))
     assert entry["training"]["steps"] == 4 and entry["training"]["loss_weights"]["ad"] > 0
     assert sorted(card["precisions"]) == ["fp16", "fp32", "int8"]
+    assert set(card["files"]) == set(load_card(base_bundle).files)  # every file the base has (uint8 I/O too)
+    assert set(card.get("io", {})) == set(json.loads(base_bundle.read_text()).get("io", {}))
     for role, f in card["files"].items():
         assert sha256_file(added.parent / f["path"]) == f["sha256"], role
     assert not [p for p in added.parent.parent.iterdir() if p.name.startswith(".")]  # no temporary left
@@ -244,3 +259,15 @@ def test_too_few_minutes_is_one_line_error_and_leaves_nothing(tmp_path, base_bun
         add_style(style_image, "fresh", tmp_path / "out", model=str(base_bundle),
                   config=AddStyleConfig(minutes=0.01, progress=False))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_table_growth_refuses_tables_it_cannot_find(tmp_path, base_bundle):
+    from muon_ad_ros.core.errors import ModelError
+    from muon_ad_ros.core.model_store import load_card
+    from muon_ad_training.style_onnx import add_style_rows
+
+    base = load_card(base_bundle)
+    with pytest.raises(ModelError, match="do not match"):
+        add_style_rows(base.file_for("onnx_int8"), tmp_path / "x.onnx", {"nope.style_scale": np.zeros(8)},
+                       BASE_STYLES + ["x"], base.card["student_config"], "x")
+    assert not (tmp_path / "x.onnx").exists()

@@ -98,30 +98,47 @@ def add_style_rows(src: str | os.PathLike, dst: str | os.PathLike, new_rows: dic
 
 
 def add_int8_from_base(card_path: Path, model, files, model_id: str) -> None:
-    """The INT8 file: the base's INT8 graph with grown tables (style_onnx.py), parity measured here."""
-    from muon_ad_ros.core.checkpoint import atomic_write_json, sha256_file
-    from muon_ad_ros.core.quantize import check_tolerance, measure_parity
+    """The INT8 file: the base's INT8 graph with grown tables, parity of the new style measured here.
 
-    from .export import SKIMAGE_PARITY, TOLERANCES, skimage_images
+    If the base's INT8 graph does not hold the tables where expected (another exporter's naming),
+    the grown FP32 model is re-quantized instead (calibrated on the export's default frames): the
+    bundle is still complete, but the old styles' INT8 outputs then differ slightly from the base's,
+    which the card says (``int8_source``)."""
+    from muon_ad_ros.core.bundle import io_descriptions, uint8_variants
+    from muon_ad_ros.core.checkpoint import atomic_write_json, sha256_file
+    from muon_ad_ros.core.quantize import check_tolerance, measure_parity, quantize_int8
+
+    from .export import SKIMAGE_CALIBRATION, SKIMAGE_PARITY, TOLERANCES, skimage_images
     from .style_tables import table_keys
 
     card = json.loads(card_path.read_text())
     dst = card_path.parent / f"{model_id}.int8.onnx"
+    fp32 = card_path.parent / card["files"]["onnx_fp32"]["path"]
     state = model.state_dict()
     rows = {k: state[k][-1].numpy() for k in table_keys(model)}
-    clip = add_style_rows(files.file_for("onnx_int8"), dst, rows, list(model.config.style_names),
-                          model.config.to_dict(), model_id)
-    fp32 = card_path.parent / card["files"]["onnx_fp32"]["path"]
-    images = skimage_images(list(SKIMAGE_PARITY)).values()
-    new_style = [model.config.num_styles - 1]
-    got = measure_parity(fp32, dst, images, card["metrics"]["parity_max_side"], styles=new_style)
+    styles = [model.config.num_styles - 1]
+    try:
+        clip = add_style_rows(files.file_for("onnx_int8"), dst, rows, list(model.config.style_names),
+                              model.config.to_dict(), model_id)
+        source = (f"{files.id}'s INT8 graph and calibration with the style tables grown by one row, so the old "
+                  "styles' INT8 outputs are the base's bit for bit")
+        extra = {"styles": "the new style only (old styles: the base's INT8 bytes)",
+                 "table_values_clipped": clip["clipped"]}
+    except ModelError as exc:
+        quantize_int8(fp32, dst, list(skimage_images(list(SKIMAGE_CALIBRATION)).values()))
+        source = f"re-quantized from the grown FP32 model ({exc}); old styles' INT8 outputs differ from the base's"
+        styles, extra = None, {"styles": "all"}
+    got = measure_parity(fp32, dst, skimage_images(list(SKIMAGE_PARITY)).values(),
+                         card["metrics"]["parity_max_side"], styles=styles)
     tolerance = dict((files.card.get("tolerances") or {}).get("int8", TOLERANCES["int8"]))
-    card["files"]["onnx_int8"] = {"path": dst.name, "sha256": sha256_file(dst), "bytes": dst.stat().st_size}
-    card["metrics"]["parity"]["int8"] = {"vs": "onnx_fp32", "styles": "the new style only (old styles: the base's "
-                                         "INT8 bytes)", **got.to_dict(), "table_values_clipped": clip["clipped"]}
+    written = {"onnx_int8": dst}
+    written.update(uint8_variants(written))  # the uint8-I/O wrapper, as write_bundle makes for every ONNX
+    for role, path in written.items():
+        card["files"][role] = {"path": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
+    card["io"] = io_descriptions(card["files"])
+    card["metrics"]["parity"]["int8"] = {"vs": "onnx_fp32", **got.to_dict(), **extra}
     card["metrics"]["tolerances_met"] = card["metrics"]["tolerances_met"] and not check_tolerance(got, tolerance)
     card["tolerances"]["int8"] = tolerance
     card["precisions"] = card["precisions"] + ["int8"]
-    card["int8_source"] = (f"{files.id}'s INT8 graph and calibration with the style tables grown by one row, "
-                           "so the old styles' INT8 outputs are the base's bit for bit")
+    card["int8_source"] = source
     atomic_write_json(card_path, card)
