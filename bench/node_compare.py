@@ -181,6 +181,19 @@ def compare_section(res: dict) -> str:
         f"last frame's largest before/after difference: {st['last_frame_max_level_diff']} level(s)):", "",
         *stages_table(st), "",
     ]
+    ms = st["ms"]
+    if "float_file_new_session" in ms:
+        f, a = ms["float_file_new_session"], ms["after"]
+        lines += [
+            "Reading (1): with the same session options, the uint8 file moves the conversions out of Python: node "
+            f"work p50 {f['node_work']['p50']:.1f} -> {a['node_work']['p50']:.2f} ms, while inference, which now "
+            f"holds them, goes {f['inference']['p50']:.0f} -> {a['inference']['p50']:.0f} ms p50 "
+            f"({a['inference']['p50'] / f['inference']['p50']:.2f}x) and the frame's total "
+            f"{f['total']['p50']:.0f} -> {a['total']['p50']:.0f} ms ({a['total']['p50'] / f['total']['p50']:.2f}x): "
+            "the graph's Transpose/Cast/Mul/Clip cost about what numpy's did, so the gain is the node's own "
+            "work, not the frame time. Before -> float file, new session is the session options alone; in this "
+            "process three sessions alternate, so *before*'s spinning workers also slow the others' runs, which "
+            "a node with one session does not see: the inference ratios overstate the session's gain.", ""]
     if res.get("dds"):
         b, a = res["dds"]["before"], res["dds"]["after"]
         lines += [
