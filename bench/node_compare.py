@@ -97,6 +97,36 @@ def stages(card: Path, frames: list[np.ndarray], repeats: int, threads_before: i
             "last_frame_max_level_diff": int(diff.max())}
 
 
+def profile_uint8_ops(card: Path, hw: tuple[int, int], runs: int = 6) -> dict:
+    """Median kernel ms of the uint8 file's conversion nodes (``u8_*``, core/uint8_io.py) and of all
+    nodes, from onnxruntime's profiler: what moving the conversions into the graph costs."""
+    import os
+
+    import onnxruntime as ort
+
+    from muon_ad_ros.core.engines.onnx_engine import SessionConfig
+    from muon_ad_ros.core.model_store import resolve_model
+
+    files = resolve_model(card)
+    options = SessionConfig().options()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(Path(tempfile.gettempdir()) / "u8_profile")
+    session = ort.InferenceSession(str(files.file_for("onnx_fp32_u8")), options, providers=["CPUExecutionProvider"])
+    frame = np.random.default_rng(0).integers(0, 256, (1, *hw, 3), dtype=np.uint8)
+    style = np.eye(len(files.styles), dtype=np.float32)[:1]
+    for _ in range(runs):
+        session.run(None, {"image_rgb8": frame, "style_weights": style})
+    path = session.end_profiling()
+    per_node: dict[str, list] = {}
+    for event in json.loads(Path(path).read_text()):
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            per_node.setdefault(event["name"][: -len("_kernel_time")], []).append(event["dur"] / 1e3)
+    os.remove(path)
+    med = {k: float(np.median(v)) for k, v in per_node.items()}
+    u8 = {k: v for k, v in med.items() if k.startswith("u8_")}
+    return {"u8_ops_ms": sum(u8.values()), "all_nodes_ms": sum(med.values()), "u8_nodes": u8, "runs": runs}
+
+
 def stages_table(res: dict) -> list[str]:
     ms = res["ms"]
     names = list(ms)
@@ -194,6 +224,13 @@ def compare_section(res: dict) -> str:
             "work, not the frame time. Before -> float file, new session is the session options alone; in this "
             "process three sessions alternate, so *before*'s spinning workers also slow the others' runs, which "
             "a node with one session does not see: the inference ratios overstate the session's gain.", ""]
+    prof = res.get("uint8_ops_profile")
+    if prof:
+        lines += [f"onnxruntime's profiler on the uint8 file ({prof['runs']} runs, medians): the conversion nodes "
+                  f"(`u8_*`: transposes, casts, scaling, rounding, clip) take **{prof['u8_ops_ms']:.2f} ms** of "
+                  f"{prof['all_nodes_ms']:.0f} ms of kernel time per frame, where numpy's conversions took "
+                  f"{f['preprocess']['p50'] + f['postprocess']['p50']:.1f} ms p50 above (the issue measured 5.7 ms "
+                  "on a quiet machine).", ""]
     if res.get("dds"):
         b, a = res["dds"]["before"], res["dds"]["after"]
         lines += [
@@ -254,6 +291,7 @@ def main(args, bench, listener, env, logs) -> int:
         res["model"] = resolve_model(card).id
         net_h, net_w = InputPolicy().network_size(bench.HEIGHT, bench.WIDTH)
         res["network"] = f"{net_w}x{net_h}"
+        res["uint8_ops_profile"] = profile_uint8_ops(card, (net_h, net_w))
         if args.rounds > 0:
             rows = dds_rows(bench.run_condition, listener, env, logs, card, args.rounds, args.seconds,
                             args.rates[0], args.node_args)
