@@ -20,7 +20,7 @@ def test_output_has_the_frame_size_for_any_frame(stylizer, hw):
     assert result.image.shape == frame.shape and result.image.dtype == np.uint8
     h, w = result.network_hw
     assert h % 16 == 0 and w % 16 == 0
-    assert set(result.timings) == {"preprocess", "inference", "postprocess", "total"}
+    assert set(result.timings) == {"preprocess", "inference", "postprocess", "temporal", "total"}
     assert all(v >= 0 for v in result.timings.values())
     assert result.timings["total"] >= result.timings["inference"]
 
