@@ -3,7 +3,8 @@
 A model file has the float interface (image [N,3,H,W] float) or the uint8 one (image_rgb8
 [N,H,W,3] uint8, core/uint8_io.py); the engine reads which from the file's inputs. The uint8 fast
 path binds the frame and a freshly allocated output array to the session (IO binding), so ORT
-writes the result straight into the array the caller gets.
+writes the result straight into the array the caller gets (it saves one 0.9 MB copy at 640x480;
+measured against ``session.run`` interleaved: no difference beyond the shared machine's noise).
 
 Session options (``SessionConfig``) are chosen for a robot: intra-op threads default to the
 physical cores this process may run on (hyper-threads slow a conv net down), one inter-op thread,
