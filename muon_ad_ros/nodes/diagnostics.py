@@ -47,6 +47,7 @@ def stylize_status(node, malformed_since_last: int) -> DiagnosticStatus:
         "model": str(node.stylizer.card.get("id", "?")), "engine": node.stylizer.engine.describe(),
         "untrained": str(bool(node.stylizer.card.get("untrained", False))).lower(),
         "last_problem": node._last_problem,
+        "startup_to_ready_s": _fmt(getattr(node, "ready_s", float("nan"))),
         "startup_to_first_frame_s": _fmt(getattr(node, "startup_s", float("nan"))),
     }
     for stage in STAGES:

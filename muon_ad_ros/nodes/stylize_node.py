@@ -164,6 +164,7 @@ class StylizeNode(Node):
         self._last_problem = ""
         self._malformed_seen = 0
         self.startup_s = float("nan")  # process start -> first frame published
+        self.ready_s = float("nan")  # process start -> subscribed (imports, model load included)
         self._worker = threading.Thread(target=self._work, name="stylize_worker", daemon=True)
         self._worker.start()
         self._diag_timer = self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
@@ -183,7 +184,9 @@ class StylizeNode(Node):
                                                 lambda m: self._on_frame(m, False), in_qos)
         self.info_sub = self.create_subscription(CameraInfo, self.info_in_topic, self._on_info,
                                                  qos_profile_sensor_data)
+        self.ready_s = process_age_s()
         self.get_logger().info(
+            f"ready {self.ready_s:.2f} s after the process started; "
             f"{self.stylizer.describe()}; style {self._style_name}, strength {self.stylizer.strength:g}; "
             f"{self.sub.topic_name} ({p['input_transport']}, {p['qos_reliability']}) -> {self.output_topic}, "
             f"camera info {self.info_in_topic} -> {self.info_out_topic}")
@@ -305,7 +308,8 @@ class StylizeNode(Node):
         now_ns = self.get_clock().now().nanoseconds
         if self.counts["frames_out"] == 0:
             self.startup_s = process_age_s()
-            self.get_logger().info(f"first frame published {self.startup_s:.2f} s after the process started")
+            self.get_logger().info(f"first frame published {self.startup_s:.2f} s after the process started "
+                                   f"(ready at {self.ready_s:.2f} s, then waiting for input and stylizing)")
         self.rate_out.tick()
         self.counts["frames_out"] += 1
         ms = 1e3
