@@ -72,9 +72,13 @@ _NOT_IMAGES = frozenset({"data_dir", "download_all", "file_hash", "lbp_frontal_f
 
 def skimage_image(name: str) -> torch.Tensor:
     """A scikit-image sample by name; anything that is not one 2-D image (a helper such as
-    download_all, a missing download, a tuple, a 3-D volume) is a one-line ConfigError."""
+    download_all, a missing download, a tuple, a 3-D volume) is a one-line ConfigError.
+    ``motorcycle_left`` / ``motorcycle_right`` are the two views of ``stereo_motorcycle``."""
     import skimage.data
 
+    if name in ("motorcycle_left", "motorcycle_right"):
+        left, right, _ = skimage.data.stereo_motorcycle()
+        return to_tensor(np.asarray(left if name == "motorcycle_left" else right))
     loader = getattr(skimage.data, name, None) if isinstance(name, str) else None
     if name not in getattr(skimage.data, "__all__", ()) or name in _NOT_IMAGES or not callable(loader):
         raise ConfigError(f"skimage.data has no image {name!r}")

@@ -46,16 +46,10 @@ SKIMAGE_CALIBRATION = {"rocket": "public domain (SpaceX)",
 
 
 def skimage_images(names: Sequence[str]) -> dict[str, np.ndarray]:
-    import skimage.data as data
+    """scikit-image photos by name as HxWx3 uint8 (data.skimage_image's names)."""
+    from .data import skimage_image
 
-    out = {}
-    for name in names:
-        if name in ("motorcycle_left", "motorcycle_right"):
-            left, right, _ = data.stereo_motorcycle()
-            out[name] = left if name == "motorcycle_left" else right
-        else:
-            out[name] = getattr(data, name)()
-    return {k: np.ascontiguousarray(v[..., :3]).astype(np.uint8) for k, v in out.items()}
+    return {name: (skimage_image(name).permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8) for name in names}
 
 
 def _load(checkpoint_or_model: Union[str, os.PathLike, StudentNet]) -> StudentNet:

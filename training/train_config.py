@@ -53,7 +53,7 @@ class DataConfig:
     skimage: list[str] = field(default_factory=list)  # skimage.data names (astronaut, coffee, ...)
     # Evaluation images (skimage.data names): the per-phase held-out loss (Trainer.evaluate) is
     # measured on these, never on training content; they must not be among the training images.
-    eval_skimage: list[str] = field(default_factory=lambda: ["rocket", "hubble_deep_field"])
+    eval_skimage: list[str] = field(default_factory=lambda: ["motorcycle_left", "hubble_deep_field"])
     base_size: int = 256  # content images are stored with this short side; crops come from there
     styles: list[StyleRef] = field(default_factory=list)
     style_size: int = 256  # style references are resized to a square of this side
