@@ -179,9 +179,9 @@ def to_frame(rgb: np.ndarray) -> np.ndarray:
 
 
 def held_out_photos() -> list[np.ndarray]:
-    import skimage.data
+    from muon_ad_training.export import skimage_images
 
-    return [to_frame(np.asarray(getattr(skimage.data, name)())[..., :3]) for name in HELD_OUT_PHOTOS]
+    return [to_frame(rgb) for rgb in skimage_images(HELD_OUT_PHOTOS).values()]
 
 
 def training_style_images(config: Path) -> tuple[list[str], list[np.ndarray]]:

@@ -188,12 +188,17 @@ def match_colours(img: Tensor, ex: Tensor, iterations: int, gen: torch.Generator
     return x.T.reshape(img.shape).to(img.dtype).clamp(0, 1)
 
 
-def pixel_neighbourhoods(img: Tensor) -> Tensor:
-    """img [1,3,H,W] -> [(H-1)*(W-1), 9]: each pixel's colour with its right and lower neighbours.
+def pixel_neighbourhoods(img: Tensor, wrap: bool = False) -> Tensor:
+    """img [1,3,H,W] -> [N, 9]: each pixel's colour with its right and lower neighbours.
     Their joint distribution carries the colours and the local contrast (a speckle of colour noise
-    the taps do not see shows up here as differences the exemplar does not have)."""
+    the taps do not see shows up here as differences the exemplar does not have). `wrap`: the last
+    column/row pairs with the first (a tileable output: the wrap-around pairs are held to the
+    exemplar's statistics like every other pair, else the seam alone stays unconstrained)."""
     x = img[0]
-    v = torch.cat([x[:, :-1, :-1], x[:, :-1, 1:], x[:, 1:, :-1]], dim=0)  # [9,H-1,W-1]
+    if wrap:
+        v = torch.cat([x, torch.roll(x, -1, dims=2), torch.roll(x, -1, dims=1)], dim=0)  # [9,H,W]
+    else:
+        v = torch.cat([x[:, :-1, :-1], x[:, :-1, 1:], x[:, 1:, :-1]], dim=0)  # [9,H-1,W-1]
     return v.flatten(1).T
 
 
@@ -328,7 +333,7 @@ def _optimise(teacher, img: Tensor, style: list[LayerQKV], ex_pixels: Tensor, st
         target = sample_queries(teacher.latent_features(x), cfg.max_queries, gen)
         loss = ad_loss(target, style, max_style_tokens=cfg.max_style_tokens, generator=gen)
         if cfg.colour_weight:
-            pix = pixel_neighbourhoods(param)  # [N,9]
+            pix = pixel_neighbourhoods(param, wrap=tileable)  # [N,9]
             if cfg.colour_pixels and pix.shape[0] > cfg.colour_pixels:  # a random sample: sorting is the cost
                 pix = pix.index_select(0, torch.randperm(pix.shape[0], generator=gen)[:cfg.colour_pixels])
             loss = loss + cfg.colour_weight * sliced_wasserstein(pix, ex_pixels, cfg.colour_projections, gen)
