@@ -142,7 +142,7 @@ class TeacherView:
         self.teacher, self.pad, self.ring = teacher, cfg.teacher_pad, cfg.teacher_ring
 
     def __call__(self, images: Tensor, maps: tuple[str, ...] = ()) -> tuple[list[LayerQKV], dict[str, Tensor]]:
-        p = self.pad
+        p = min(self.pad, images.shape[-2] - 1, images.shape[-1] - 1)  # reflection needs pad < side
         padded = F.pad(images, (p, p, p, p), mode="reflect") if p else images
         layers, fmaps = self.teacher.features_and_maps(padded, maps)
         size = padded.shape[-2]
