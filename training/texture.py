@@ -344,5 +344,5 @@ def _optimise(teacher, img: Tensor, style: list[LayerQKV], ex_pixels: Tensor, st
             param.clamp_(0.0, 1.0)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
     return param.detach()
