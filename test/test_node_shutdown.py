@@ -42,9 +42,9 @@ def round_of(stylize_signals, source_signals):
     stylize = NodeProcess("muon_ad_ros.nodes.stylize_node", ["-p", "max_side:=320"], env)
     try:
         end = time.monotonic() + 60
-        while "[stylize_node]: model" not in stylize.log() and time.monotonic() < end and stylize.alive():
+        while "[stylize_node]: ready" not in stylize.log() and time.monotonic() < end and stylize.alive():
             time.sleep(0.1)
-        assert "[stylize_node]: model" in stylize.log(), stylize.log()
+        assert "[stylize_node]: ready" in stylize.log(), stylize.log()
         time.sleep(1.5)  # frames flow: the worker is mid-frame when the signal comes
         results = {"stylize_node": stop_with(stylize, stylize_signals),
                    "image_source_node": stop_with(source, source_signals)}

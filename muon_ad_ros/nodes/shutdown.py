@@ -93,3 +93,27 @@ def teardown_within(executor, node, context, deadline_s: float) -> bool:
     worker.start()
     worker.join(deadline_s)
     return not worker.is_alive()
+
+
+def spin_main(name: str, make_node, doc: str, params, args=None) -> int:
+    """The ``main()`` of a node that spins until stopped: ``--help``, quiet signals, one-line fatal
+    errors (exit status 2 for a bad configuration or model), bounded teardown."""
+    from rclpy.executors import ExternalShutdownException
+
+    from muon_ad_ros.core.errors import MuonAdError
+    from muon_ad_ros.nodes.params import print_help_if_asked
+
+    if print_help_if_asked(name, doc, params, args):
+        return 0
+    stop_on_signals()
+    rclpy.init(args=args)
+    node, code = None, 0
+    try:
+        node = make_node()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except MuonAdError as exc:  # bad configuration / model: one clear line, exit status 2
+        rclpy.logging.get_logger(name).fatal(str(exc))
+        code = 2
+    return shutdown(node, code)

@@ -22,9 +22,7 @@ import threading
 import time
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
@@ -41,8 +39,8 @@ from muon_ad_ros.nodes import conversions as conv
 from muon_ad_ros.nodes.diagnostics import stereo_status
 from muon_ad_ros.nodes.latest_slot import LatestSlot
 from muon_ad_ros.nodes.params import (QOS_RELIABILITY, ParamSpec, check_topic, declare_all, make_on_set_callback,
-                                      print_help_if_asked, qos_profile)
-from muon_ad_ros.nodes.shutdown import shutdown, stop_on_signals, stopping
+                                      qos_profile)
+from muon_ad_ros.nodes.shutdown import spin_main, stopping
 from muon_ad_ros.nodes.stylize_node import _check_device, _check_style_type
 
 LEFT, RIGHT, DISPARITY = 0, 1, 2
@@ -283,20 +281,7 @@ class StereoStylizeNode(Node):
 
 
 def main(args=None):
-    if print_help_if_asked("stereo_stylize_node", __doc__, PARAMS, args):
-        return 0
-    stop_on_signals()
-    rclpy.init(args=args)
-    node, code = None, 0
-    try:
-        node = StereoStylizeNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except MuonAdError as exc:  # bad configuration / model: one clear line, exit status 2
-        rclpy.logging.get_logger("stereo_stylize_node").fatal(str(exc))
-        code = 2
-    return shutdown(node, code)
+    return spin_main("stereo_stylize_node", StereoStylizeNode, __doc__, PARAMS, args)
 
 
 if __name__ == "__main__":

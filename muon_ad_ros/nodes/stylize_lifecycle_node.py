@@ -19,13 +19,10 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
 
 from muon_ad_ros.core.errors import MuonAdError
-from muon_ad_ros.nodes.params import print_help_if_asked
-from muon_ad_ros.nodes.shutdown import shutdown, stop_on_signals
+from muon_ad_ros.nodes.shutdown import spin_main
 from muon_ad_ros.nodes.stylize_node import PARAMS, StylizeNode
 
 
@@ -63,20 +60,7 @@ class StylizeLifecycleNode(LifecycleNodeMixin, StylizeNode):
 
 
 def main(args=None):
-    if print_help_if_asked("stylize_lifecycle_node", __doc__, PARAMS, args):
-        return 0
-    stop_on_signals()
-    rclpy.init(args=args)
-    node, code = None, 0
-    try:
-        node = StylizeLifecycleNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except MuonAdError as exc:  # a bad parameter value at declaration: one clear line, exit status 2
-        rclpy.logging.get_logger("stylize_node").fatal(str(exc))
-        code = 2
-    return shutdown(node, code)
+    return spin_main("stylize_lifecycle_node", StylizeLifecycleNode, __doc__, PARAMS, args)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,7 @@ import sys
 import threading
 import time
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -40,10 +38,9 @@ from muon_ad_ros.core.stylizer import MAX_SIDE_LIMIT, Stylizer
 from muon_ad_ros.nodes import conversions as conv
 from muon_ad_ros.nodes.diagnostics import process_age_s, stylize_status
 from muon_ad_ros.nodes.latest_slot import LatestSlot
-from muon_ad_ros.nodes.shutdown import shutdown, stop_on_signals, stopping
+from muon_ad_ros.nodes.shutdown import spin_main, stopping
 from muon_ad_ros.nodes.params import (COMPRESSED_FORMATS, QOS_RELIABILITY, TRANSPORTS, ParamSpec,
-                                      check_topic, declare_all, make_on_set_callback, print_help_if_asked,
-                                      qos_profile)
+                                      check_topic, declare_all, make_on_set_callback, qos_profile)
 
 
 def _check_device(value: str):
@@ -343,20 +340,7 @@ class StylizeNode(Node):
 
 
 def main(args=None):
-    if print_help_if_asked("stylize_node", __doc__, PARAMS, args):
-        return 0
-    stop_on_signals()
-    rclpy.init(args=args)
-    node, code = None, 0
-    try:
-        node = StylizeNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except MuonAdError as exc:  # bad configuration / model: one clear line, exit status 2
-        rclpy.logging.get_logger("stylize_node").fatal(str(exc))
-        code = 2
-    return shutdown(node, code)
+    return spin_main("stylize_node", StylizeNode, __doc__, PARAMS, args)
 
 
 if __name__ == "__main__":
