@@ -134,7 +134,7 @@ def launched(ws, tmp_path_factory):
     launch = Launch(ws, f"start_source:=true source_rate:=30.0 input_topic:=/cam/image_raw "
                         f"output_topic:=/cam/stylized/image_raw params_file:={params}", tmp / "launch.log")
     try:
-        started = launch.wait_for(r"\[stylize_node\]: model .*", 120)
+        started = launch.wait_for(r"\[stylize_node\]: ready .*", 120)
         assert started, launch.log()
         yield launch
     finally:
@@ -194,8 +194,15 @@ def test_frames_reach_the_cli_from_a_default_shell(launched, ws):
     assert rates["/cam/image_raw"] > 30.0 / 5 and rates["/cam/stylized/image_raw"] > 0.0, rates
 
 
-def param(ws: Workspace, *args: str) -> subprocess.CompletedProcess:
-    return ws.run("ros2 param " + " ".join(shlex.quote(a) for a in args))
+def param(ws: Workspace, *args: str, discovery_s: float = 15.0) -> subprocess.CompletedProcess:
+    """``ros2 param ...``; a fresh CLI process may not have discovered the node yet (DDS discovery is
+    asynchronous), so "Node not found" is retried for up to ``discovery_s``."""
+    end = time.monotonic() + discovery_s
+    while True:
+        done = ws.run("ros2 param " + " ".join(shlex.quote(a) for a in args))
+        if "Node not found" not in done.stderr or time.monotonic() > end:
+            return done
+        time.sleep(1.0)
 
 
 def test_param_get_and_set_from_a_default_shell(launched, ws):
