@@ -40,7 +40,8 @@ from muon_ad_ros.nodes.diagnostics import stereo_status
 from muon_ad_ros.nodes.latest_slot import LatestSlot
 from muon_ad_ros.nodes.params import (QOS_RELIABILITY, ParamSpec, check_topic, declare_all, make_on_set_callback,
                                       qos_profile)
-from muon_ad_ros.nodes.shutdown import spin_main, stopping
+from muon_ad_ros.nodes.shutdown import spin_main
+from muon_ad_ros.nodes.worker import serve_latest
 from muon_ad_ros.nodes.stylize_node import _check_device, _check_style_type
 
 LEFT, RIGHT, DISPARITY = 0, 1, 2
@@ -144,7 +145,8 @@ class StereoStylizeNode(Node):
                        "disparity_used": 0}
         self._last_problem = ""
         self._malformed_seen = 0
-        self._worker = threading.Thread(target=self._work, name="stereo_worker", daemon=True)
+        self._worker = threading.Thread(target=serve_latest, args=(self, "pair"), name="stereo_worker",
+                                        daemon=True)
         self._worker.start()
         self._diag_timer = self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
         self.get_logger().info(
@@ -189,20 +191,6 @@ class StereoStylizeNode(Node):
             del self._disparities[:-10]
 
     # -- worker thread ---------------------------------------------------------------------------
-    def _work(self) -> None:
-        while not self._slot.closed:
-            item = self._slot.take(timeout=0.5)
-            if item is None:
-                continue
-            try:
-                self._process(*item)
-            except Exception as exc:  # never let one pair kill the worker
-                if stopping(self.context):
-                    return
-                self.counts["errors"] += 1
-                self._last_problem = f"{type(exc).__name__}: {exc}"
-                self.get_logger().error(f"stylizing a pair failed: {self._last_problem}", throttle_duration_sec=5.0)
-
     def _decode(self, msgs):
         limit = self.params["max_input_pixels"]
         disparity = None

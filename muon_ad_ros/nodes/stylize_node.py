@@ -38,7 +38,8 @@ from muon_ad_ros.core.stylizer import MAX_SIDE_LIMIT, Stylizer
 from muon_ad_ros.nodes import conversions as conv
 from muon_ad_ros.nodes.diagnostics import process_age_s, stylize_status
 from muon_ad_ros.nodes.latest_slot import LatestSlot
-from muon_ad_ros.nodes.shutdown import spin_main, stopping
+from muon_ad_ros.nodes.shutdown import spin_main
+from muon_ad_ros.nodes.worker import serve_latest
 from muon_ad_ros.nodes.params import (COMPRESSED_FORMATS, QOS_RELIABILITY, TRANSPORTS, ParamSpec,
                                       check_topic, declare_all, make_on_set_callback, qos_profile)
 
@@ -162,7 +163,8 @@ class StylizeNode(Node):
         self._malformed_seen = 0
         self.startup_s = float("nan")  # process start -> first frame published
         self.ready_s = float("nan")  # process start -> subscribed (imports, model load included)
-        self._worker = threading.Thread(target=self._work, name="stylize_worker", daemon=True)
+        self._worker = threading.Thread(target=serve_latest, args=(self, "frame"), name="stylize_worker",
+                                        daemon=True)
         self._worker.start()
         self._diag_timer = self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
         if self.stylizer.card.get("untrained"):
@@ -249,21 +251,6 @@ class StylizeNode(Node):
             del self._infos[:-30]
 
     # -- worker thread ---------------------------------------------------------------------------
-    def _work(self) -> None:
-        while not self._slot.closed:
-            item = self._slot.take(timeout=0.5)
-            if item is None:
-                continue
-            try:
-                self._process(*item)
-            except Exception as exc:  # never let one frame kill the worker
-                if stopping(self.context):  # Ctrl-C: the publisher's context is gone, nothing to report
-                    return
-                self.counts["errors"] += 1
-                self._last_problem = f"{type(exc).__name__}: {exc}"
-                self.get_logger().error(f"stylizing a frame failed: {self._last_problem}",
-                                        throttle_duration_sec=5.0)
-
     def _process(self, msg, compressed: bool, t_received: float) -> None:
         t0 = time.perf_counter()
         try:
