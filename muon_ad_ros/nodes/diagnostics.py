@@ -50,14 +50,25 @@ def stylize_status(node, malformed_since_last: int) -> DiagnosticStatus:
         "startup_to_ready_s": _fmt(getattr(node, "ready_s", float("nan"))),
         "startup_to_first_frame_s": _fmt(getattr(node, "startup_s", float("nan"))),
     }
-    for stage in STAGES:
+    values.update(stage_values(stages, STAGES))
+    return make_status(node, "stylization", level, message, values)
+
+
+def stage_values(stages: dict, names) -> dict:
+    """``<stage>_p50_ms`` / ``<stage>_p95_ms`` of every named stage ("nan" before its first sample)."""
+    values = {}
+    for stage in names:
         summary = stages.get(stage)
         values[f"{stage}_p50_ms"] = _fmt(summary["p50"]) if summary else "nan"
         values[f"{stage}_p95_ms"] = _fmt(summary["p95"]) if summary else "nan"
+    return values
 
+
+def make_status(node, what: str, level, message: str, values: dict) -> DiagnosticStatus:
+    """A node's DiagnosticStatus named "<node>: <what>", its model id as the hardware id."""
     status = DiagnosticStatus()
     status.level = level
-    status.name = f"{node.get_fully_qualified_name()}: stylization"
+    status.name = f"{node.get_fully_qualified_name()}: {what}"
     status.message = message
     status.hardware_id = str(node.stylizer.card.get("id", ""))
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
@@ -112,15 +123,5 @@ def stereo_status(node, malformed_since_last: int) -> DiagnosticStatus:
         "strength": f"{node.stylizer.strength:g}", "model": str(node.stylizer.card.get("id", "?")),
         "last_problem": node._last_problem,
     }
-    stages = node.times.summary()
-    for stage in STEREO_STAGES:
-        summary = stages.get(stage)
-        values[f"{stage}_p50_ms"] = _fmt(summary["p50"]) if summary else "nan"
-        values[f"{stage}_p95_ms"] = _fmt(summary["p95"]) if summary else "nan"
-    status = DiagnosticStatus()
-    status.level = level
-    status.name = f"{node.get_fully_qualified_name()}: stereo stylization"
-    status.message = message
-    status.hardware_id = str(node.stylizer.card.get("id", ""))
-    status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
-    return status
+    values.update(stage_values(node.times.summary(), STEREO_STAGES))
+    return make_status(node, "stereo stylization", level, message, values)
