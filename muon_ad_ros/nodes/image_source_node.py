@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
@@ -20,9 +18,8 @@ from muon_ad_ros.core.errors import MuonAdError
 from muon_ad_ros.core.frame_sources import looping, nominal_intrinsics, open_source
 from muon_ad_ros.core.image_codec import SUPPORTED_ENCODINGS
 from muon_ad_ros.nodes import conversions as conv
-from muon_ad_ros.nodes.params import (QOS_RELIABILITY, ParamSpec, check_topic, declare_all, print_help_if_asked,
-                                      qos_profile)
-from muon_ad_ros.nodes.shutdown import shutdown, stop_on_signals, stopping
+from muon_ad_ros.nodes.params import QOS_RELIABILITY, ParamSpec, check_topic, declare_all, qos_profile
+from muon_ad_ros.nodes.shutdown import spin_main, spin_until_done
 
 PARAMS = (
     ParamSpec("source", "sample", "'sample' (built-in photos), a video file, an image folder or a rosbag",
@@ -108,24 +105,7 @@ class ImageSourceNode(Node):
 
 
 def main(args=None):
-    if print_help_if_asked("image_source_node", __doc__, PARAMS, args):
-        return 0
-    stop_on_signals()
-    rclpy.init(args=args)
-    node, code = None, 0
-    try:
-        node = ImageSourceNode()
-        while rclpy.ok() and not node.done:
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except MuonAdError as exc:
-        rclpy.logging.get_logger("image_source_node").fatal(str(exc))
-        code = 2
-    except Exception:
-        if not stopping():  # a publish racing a SIGTERM's shutdown raises RCLError: a normal stop
-            raise
-    return shutdown(node, code)
+    return spin_main("image_source_node", ImageSourceNode, __doc__, PARAMS, args, spin=spin_until_done)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from muon_ad_ros.core.rolling_stats import PercentileWindow, RateMeter
 from muon_ad_ros.nodes import conversions as conv
 from muon_ad_ros.nodes.params import (QOS_RELIABILITY, TRANSPORTS, ParamSpec, check_topic, declare_all,
                                       print_help_if_asked, qos_profile)
-from muon_ad_ros.nodes.shutdown import shutdown, stop_on_signals
+from muon_ad_ros.nodes.shutdown import shutdown, stop_on_signals, spin_until_done
 
 
 def _file_name(value: str):
@@ -187,8 +187,7 @@ def main(args=None):
     code = 0
     try:
         node = RecorderNode()
-        while rclpy.ok() and not node.done:
-            rclpy.spin_once(node, timeout_sec=0.1)
+        spin_until_done(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except MuonAdError as exc:

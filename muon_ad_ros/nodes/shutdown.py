@@ -95,9 +95,15 @@ def teardown_within(executor, node, context, deadline_s: float) -> bool:
     return not worker.is_alive()
 
 
-def spin_main(name: str, make_node, doc: str, params, args=None) -> int:
-    """The ``main()`` of a node that spins until stopped: ``--help``, quiet signals, one-line fatal
-    errors (exit status 2 for a bad configuration or model), bounded teardown."""
+def spin_until_done(node) -> None:
+    """Spin a node that ends by itself (``node.done``: a finite source) or by a stop."""
+    while rclpy.ok() and not node.done:
+        rclpy.spin_once(node, timeout_sec=0.1)
+
+
+def spin_main(name: str, make_node, doc: str, params, args=None, spin=rclpy.spin) -> int:
+    """The ``main()`` of a node: ``--help``, quiet signals, one-line fatal errors (exit status 2 for a
+    bad configuration or model), bounded teardown. ``spin``: ``rclpy.spin`` or ``spin_until_done``."""
     from rclpy.executors import ExternalShutdownException
 
     from muon_ad_ros.core.errors import MuonAdError
@@ -110,10 +116,13 @@ def spin_main(name: str, make_node, doc: str, params, args=None) -> int:
     node, code = None, 0
     try:
         node = make_node()
-        rclpy.spin(node)
+        spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except MuonAdError as exc:  # bad configuration / model: one clear line, exit status 2
         rclpy.logging.get_logger(name).fatal(str(exc))
         code = 2
+    except Exception:
+        if not stopping():  # an rcl call racing a SIGTERM's shutdown raises RCLError: a normal stop
+            raise
     return shutdown(node, code)
