@@ -235,8 +235,9 @@ def fields_to_rgb8(height, width, encoding, step, is_bigendian, data,
     return cv2.cvtColor(view, _LAYOUTS[encoding].to_rgb)
 
 
-def rgb8_to_fields(rgb: np.ndarray, encoding: str) -> ImageFields:
-    """Convert an HxWx3 uint8 RGB frame to Image fields in `encoding` (e.g. the input's encoding).
+def rgb8_to_native(rgb: np.ndarray, encoding: str) -> np.ndarray:
+    """An HxWx3 uint8 RGB frame in the native layout of `encoding` (see fields_to_array): C-contiguous,
+    mono16 little-endian, so its bytes are an Image's data with step = width * bytes_per_pixel.
 
     mono8 is BT.601 luminance, mono16 is luminance * 257 (so 255 maps to 65535 and the top byte is
     the 8-bit value), yuv422 encodings subsample chroma 2:1 horizontally (needs an even width).
@@ -245,12 +246,17 @@ def rgb8_to_fields(rgb: np.ndarray, encoding: str) -> ImageFields:
     rgb = check_rgb8(rgb)
     _check_even_width(encoding, rgb.shape[1])
     if encoding == "rgb8":
-        native = rgb
-    elif encoding == "mono16":
-        native = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.uint16) * np.uint16(257)
-    else:
-        native = cv2.cvtColor(rgb, layout.from_rgb)
-    return array_to_fields(native, encoding)
+        return rgb
+    if encoding == "mono16":
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.uint16) * np.uint16(257)
+        return gray.astype("<u2", copy=False)
+    return np.ascontiguousarray(cv2.cvtColor(rgb, layout.from_rgb))
+
+
+def rgb8_to_fields(rgb: np.ndarray, encoding: str) -> ImageFields:
+    """Convert an HxWx3 uint8 RGB frame to Image fields in `encoding` (e.g. the input's encoding);
+    the pixels as rgb8_to_native makes them."""
+    return array_to_fields(rgb8_to_native(rgb, encoding), encoding)
 
 
 # ----------------------------------------------------------------------------------------------

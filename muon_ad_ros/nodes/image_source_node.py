@@ -56,6 +56,7 @@ class ImageSourceNode(Node):
         qos = qos_profile(p["qos_reliability"], p["qos_depth"])
         topic = self.resolve_topic_name(p["output_topic"])
         self.pub = self.create_publisher(Image, topic, qos)
+        self._payload = conv.PayloadBuffer()   # reused for every frame (the timer's thread only)
         self.pub_info = (self.create_publisher(CameraInfo, conv.sibling_topic(topic, "camera_info"), qos)
                          if p["publish_camera_info"] else None)
         self.pub_compressed = (self.create_publisher(CompressedImage, topic + "/compressed", qos)
@@ -95,7 +96,7 @@ class ImageSourceNode(Node):
         header.stamp = self.get_clock().now().to_msg()
         header.frame_id = self.params["frame_id"]
         height, width = frame.rgb.shape[:2]
-        self.pub.publish(conv.rgb_to_image(frame.rgb, header, self.params["encoding"]))
+        self.pub.publish(conv.rgb_to_image(frame.rgb, header, self.params["encoding"], self._payload))
         if self.pub_info is not None:
             self.pub_info.publish(self._camera_info(header, width, height))
         if self.pub_compressed is not None:
