@@ -358,10 +358,13 @@ def test_diagnostics_report_rates_drops_and_latency(wire):
     assert status is not None and status.hardware_id == "styled"           # the model's id (ONNX stem)
     assert float(values["input_rate_hz"]) > 0 and int(values["frames_out"]) > 0
     assert int(values["frames_in"]) >= int(values["frames_out"]) + int(values["dropped"])
-    for stage in ("decode", "preprocess", "inference", "postprocess", "publish", "stamp_to_publish"):
+    for stage in ("decode", "preprocess", "inference", "postprocess", "publish", "stamp_to_publish",
+                  "stamp_to_receive"):
         p50, p95 = float(values[f"{stage}_p50_ms"]), float(values[f"{stage}_p95_ms"])
         assert 0 <= p50 <= p95, (stage, p50, p95)
     assert float(values["stamp_to_publish_p50_ms"]) >= float(values["inference_p50_ms"])
+    # per frame stamp->publish = stamp->receive + receive->publish, so the medians cannot cross
+    assert float(values["stamp_to_receive_p50_ms"]) <= float(values["stamp_to_publish_p50_ms"])
     assert values["untrained"] in ("true", "false")
     # process start -> first published frame: after the interpreter and the model load, once
     assert 0 < float(values["startup_to_ready_s"]) <= float(values["startup_to_first_frame_s"]) < 600

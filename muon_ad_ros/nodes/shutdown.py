@@ -107,10 +107,12 @@ def spin_main(name: str, make_node, doc: str, params, args=None, spin=rclpy.spin
     from rclpy.executors import ExternalShutdownException
 
     from muon_ad_ros.core.errors import MuonAdError
+    from muon_ad_ros.core.malloc_tuning import keep_frame_buffers_mapped
     from muon_ad_ros.nodes.params import print_help_if_asked
 
     if print_help_if_asked(name, doc, params, args):
         return 0
+    keep_frame_buffers_mapped()   # frame-sized buffers reused, not page-faulted in, every frame
     stop_on_signals()
     rclpy.init(args=args)
     node, code = None, 0
