@@ -1,6 +1,8 @@
 """stylize_node end to end over DDS: rate, drops, latency, overhead beyond inference, memory.
 
-Three real processes on a private ROS_DOMAIN_ID, all with FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA:
+Three real processes on a private ROS_DOMAIN_ID, all with the transport the launch files give the
+nodes (--transport profile: FASTDDS_DEFAULT_PROFILES_FILE=config/fastdds_images.xml, shared memory
++ UDP) or Fast DDS's LARGE_DATA set (--transport large_data):
 
     publisher (this script, --role publisher)  --image_raw 640x480 rgb8-->  stylize_node
         (frames of vtest.avi, header.stamp = publish time)                     (config/stylize.yaml)
@@ -38,6 +40,16 @@ SECTION = "## Node end to end over DDS"
 WIDTH, HEIGHT = 640, 480
 NODE_WORK = ("decode", "preprocess", "postprocess", "publish")  # the node's stages beyond inference
 WARMUP_S = 3.0
+TRANSPORTS = {"profile": {"FASTDDS_DEFAULT_PROFILES_FILE": str(REPO / "config" / "fastdds_images.xml")},
+              "large_data": {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}}
+
+
+def transport_label(name: str) -> str:
+    """How the docs name a transport (repo-relative: no machine paths in tracked files)."""
+    return ("FASTDDS_DEFAULT_PROFILES_FILE=config/fastdds_images.xml" if name == "profile"
+            else "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA")
+
+
 WINDOW = 300  # frames in the node's latency percentiles (core/rolling_stats)  # frames stamped in the first seconds of a run are left out (engine warm-up)
 
 
@@ -68,9 +80,11 @@ def run_publisher(args) -> int:
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
 
+    from muon_ad_ros.core.malloc_tuning import keep_frame_buffers_mapped
     from muon_ad_ros.nodes.conversions import rgb_to_image
     from muon_ad_ros.nodes.params import qos_profile
 
+    keep_frame_buffers_mapped()  # as the package's own image source does (spin_main)
     rclpy.init()
     node = rclpy.create_node("bench_publisher")
     pub = node.create_publisher(Image, "image_raw", qos_profile("reliable", 1))
@@ -123,19 +137,23 @@ class Listener:
 
         from muon_ad_ros.nodes.params import qos_profile
 
+        from muon_ad_ros.core.malloc_tuning import keep_frame_buffers_mapped
+
+        keep_frame_buffers_mapped()  # as every node of the package does (spin_main)
         self.context = rclpy.Context()
         rclpy.init(args=[], context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node("bench_subscriber", context=self.context)
         self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.frames: list[tuple[int, int]] = []  # (stamp ns, receive ns)
+        self.frames: list[tuple[int, int, int]] = []  # (stamp ns, receive ns, the node's write ns)
         self.diagnostics: list[tuple[float, dict]] = []  # (monotonic s, values)
         self.node.create_subscription(Image, "image_stylized", self._on_image, qos_profile("reliable", 10))
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
 
-    def _on_image(self, msg) -> None:
+    def _on_image(self, msg, info) -> None:
         now = time.time_ns()  # the ROS system clock the stamps come from
-        self.frames.append((msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec, now))
+        # source_timestamp: when the node's publish() wrote the sample (DDS sets it, same clock)
+        self.frames.append((msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec, now, info["source_timestamp"]))
 
     def _on_diag(self, msg) -> None:
         for status in msg.status:
@@ -206,7 +224,7 @@ def summarize(rate, stamps, frames, diagnostics, rss) -> dict:
     """Rates, drops and latency over the window after warm-up; the node's last diagnostics."""
     t_start = stamps[0] + int(WARMUP_S * 1e9)
     window = [s for s in stamps if s >= t_start]
-    got = [(s, r) for s, r in frames if s >= t_start]
+    got = [(s, r) for s, r, _ in frames if s >= t_start]
     span_s = (window[-1] - window[0]) / 1e9 if len(window) > 1 else float("nan")
     lat = [(r - s) / 1e6 for s, r in got]
     diag = diagnostics[-1][1]
@@ -216,13 +234,16 @@ def summarize(rate, stamps, frames, diagnostics, rss) -> dict:
     #     wait in the newest-frame slot and inference jitter)
     # A and C are matched to the node's window: its last 300 stylized frames are the last 300 received
     # (reliable, depth 10, one host), so both sides' percentiles come from the same frames.
-    matched = [(r - s) / 1e6 for s, r in frames[-WINDOW:]]
+    matched = [(r - s) / 1e6 for s, r, _ in frames[-WINDOW:]]
     inf_p50 = stages["inference"]["p50"]
     beyond = [x - inf_p50 for x in matched]
     # (B) the node's own per-frame work other than inference, stage percentiles summed
     work = {q: sum(stages[s][q] for s in NODE_WORK) for q in ("p50", "p95")}
-    # (C) DDS in + out: stamp -> receive minus the node's receive -> publish, at the same percentile
-    transport = {q: pct(matched, int(q[1:])) - stages["receive_to_publish"][q] for q in ("p50", "p95")}
+    # (C) DDS in + out, each measured per frame: in = the node's stamp -> receive (its callback; the
+    #     publisher stamps right before publish()), out = this process's receive minus the sample's
+    #     source timestamp (the node's write); percentiles summed
+    dds_out = [(r - w) / 1e6 for _, r, w in frames[-WINDOW:]]
+    transport = {q: stages["stamp_to_receive"][q] + pct(dds_out, int(q[1:])) for q in ("p50", "p95")}
     out = {
         "rate_hz": rate, "published": len(window), "received": len(got), "window_s": span_s,
         "publish_rate_hz": (len(window) - 1) / span_s,
@@ -231,6 +252,7 @@ def summarize(rate, stamps, frames, diagnostics, rss) -> dict:
         "stamp_to_receive_ms": {"p50": pct(lat, 50), "p95": pct(lat, 95), "p99": pct(lat, 99)},
         "beyond_inference_ms": {"p50": pct(beyond, 50), "p95": pct(beyond, 95), "p99": pct(beyond, 99)},
         "node_work_ms": work, "transport_ms": transport,
+        "dds_in_ms": stages["stamp_to_receive"], "dds_out_ms": {q: pct(dds_out, int(q[1:])) for q in ("p50", "p95")},
         "overhead_ms": {q: work[q] + transport[q] for q in ("p50", "p95")},
         "node_stages_ms": stages,
         "node_counters": {k: int(diag[k]) for k in ("frames_in", "frames_out", "dropped", "malformed", "errors")},
@@ -319,12 +341,17 @@ def main() -> int:
     p.add_argument("--role", choices=("bench", "publisher"), default="bench", help=argparse.SUPPRESS)
     p.add_argument("--rate", type=float, help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
+    p.add_argument("--transport", choices=sorted(TRANSPORTS), default="profile",
+                   help="profile: config/fastdds_images.xml, as the launch files set it (default); large_data: "
+                        "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA")
     p.add_argument("--rates", type=float, nargs="+", default=[15.0, 30.0, 60.0])
     p.add_argument("--seconds", type=float, default=30.0, help="publishing time per rate")
     p.add_argument("--memory-rate", type=float, default=30.0, help="the rate whose run samples RSS")
     p.add_argument("--memory-seconds", type=float, default=120.0)
     p.add_argument("--paced-rate", type=float, default=2.0, help="a rate inference keeps up with (0: skip)")
     p.add_argument("--node-args", nargs="*", default=[], help="extra ROS args for stylize_node, e.g. -p threads:=2")
+    p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                   help="a stylize_node parameter, e.g. --param threads:=2 (repeatable; adds -p NAME:=VALUE)")
     p.add_argument("--quick", action="store_true", help="10 s per rate, 25 s memory run; writes only to the temp folder")
     p.add_argument("--out", type=Path, default=None, help="JSON (default docs/bench/node.json)")
     p.add_argument("--no-docs", action="store_true", help="do not rewrite the docs section and plots")
@@ -336,14 +363,19 @@ def main() -> int:
     args = p.parse_args()
     if args.role == "publisher":
         return run_publisher(args)
+    args.node_args = args.node_args + [x for kv in args.param for x in ("-p", kv)]
     if args.quick:
         args.seconds, args.memory_seconds, args.no_docs = 10.0, 25.0, True
     out = args.out or (Path(tempfile.gettempdir()) / "bench_node_quick.json" if args.quick
                        else REPO / "docs" / "bench" / "node.json")
 
-    env = dict(os.environ, FASTDDS_BUILTIN_TRANSPORTS="LARGE_DATA", ROS_DOMAIN_ID=str(random.randint(120, 199)),
-               PYTHONUNBUFFERED="1")
-    os.environ.update({k: env[k] for k in ("FASTDDS_BUILTIN_TRANSPORTS", "ROS_DOMAIN_ID")})
+    env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(120, 199)), PYTHONUNBUFFERED="1")
+    for k in ("FASTDDS_BUILTIN_TRANSPORTS", "FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
+        env.pop(k, None)
+        os.environ.pop(k, None)
+    transport = TRANSPORTS[args.transport]
+    env.update(transport)
+    os.environ.update(transport, ROS_DOMAIN_ID=env["ROS_DOMAIN_ID"])
     listener = Listener()  # after the environment: the transport is chosen at participant creation
     logs = Path(tempfile.mkdtemp(prefix="bench_node_"))
     if args.compare:
@@ -371,7 +403,7 @@ def main() -> int:
     argv = " ".join(["python", "bench/bench_node.py"] + sys.argv[1:])
     res = {"command": argv, "machine": machine(), "frame": f"{WIDTH}x{HEIGHT} rgb8",
            "network": f"{net_w}x{net_h}", "max_side": max_side, "warmup_s": WARMUP_S,
-           "transport": "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA", "rows": rows}
+           "transport": transport_label(args.transport), "rows": rows}
     if not args.no_docs:
         res["plots"] = [str(Path(x).relative_to(REPO)) for x in plot(res, REPO / "docs" / "bench" / "node")]
         write_section(res)
@@ -421,10 +453,11 @@ def node_section(res: dict) -> str:
         "throughput, not overhead. *Overhead beyond inference* is what a frame pays besides inference and "
         "that wait: (B) the node's own per-frame work, the p50 (p95) of its stages decode + preprocess + "
         "postprocess + publish (Image conversion and `publish()`) summed (a sum of p95s overstates the p95 of the "
-        "sum unless the stages' slow frames coincide); (C) DDS in and out, the subscriber's stamp->receive minus "
-        "the node's receive->publish at the same percentile, both over the node's window (its last 300 frames = "
-        "the last 300 received; a difference of percentiles, so approximate: under CPU contention it can even "
-        "come out negative at p95); overhead = B + C. (A) is the blunt per-frame number: "
+        "sum unless the stages' slow frames coincide); (C) DDS in and out, each per frame: in = the node's "
+        "`stamp_to_receive` (header.stamp, set by the publisher right before `publish()`, to the node's callback), "
+        "out = the subscriber's receive time minus the sample's DDS source timestamp (the node's write), over the "
+        "node's window (its last 300 frames = the last 300 received), their percentiles summed (again an upper "
+        "bound on the percentile of the sum); overhead = B + C. (A) is the blunt per-frame number: "
         "stamp->receive minus the node's median inference (same 300 frames), so it also holds the slot wait and inference jitter; "
         "in the paced row (a rate chosen for inference to keep up with) A is the end-to-end overhead when "
         "nothing waits. *Load avg*: the machine's 1-minute load average at the end of the row (2 cores; other "
