@@ -6,8 +6,9 @@ rivalry. In consistent mode the right view is built from the stylized left view,
 the disparity of the rectified input pair; only the pixels the left camera cannot see (occlusions,
 the left border strip) come from the right view's own stylization:
 
-    d_L   = StereoSGBM(left, right) at <= max_side px            (or a given left-view disparity;
-                                                                   holes optionally filled: fill_holes)
+    d_L   = StereoSGBM(left, right) at <= max_side px            (or a given left-view disparity)
+            both views padded on the left by the search range     (the left strip gets matched too)
+            holes filled from the farther row neighbour, 5x5 median   (fill_holes, median_px)
     d_R   = splat d_L into the right view, nearest surface wins   (x_r = x_l - d_L(x_l))
     seen  = right pixels some left pixel lands on (cracks of one pixel closed)
     right = seen ? left_stylized(x_r + d_R(x_r)) : right_stylized
@@ -18,6 +19,7 @@ Plain OpenCV/numpy: no rclpy.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -28,21 +30,37 @@ from muon_ad_ros.core.errors import ConfigError, ImageFormatError
 from muon_ad_ros.core.flow import small_gray, warp
 
 STEREO_MODES = ("independent", "consistent")
+SGBM_MODES = {"sgbm": cv2.STEREO_SGBM_MODE_SGBM, "sgbm_3way": cv2.STEREO_SGBM_MODE_SGBM_3WAY,
+              "hh": cv2.STEREO_SGBM_MODE_HH, "hh4": cv2.STEREO_SGBM_MODE_HH4}
 
 
 @dataclass
 class StereoConfig:
-    max_side: int = 320                 # longer side of the images StereoSGBM runs on (px)
-    max_disparity: float = 0.25         # search range as a fraction of the (reduced) image width
-    block_size: int = 5                 # SGBM matching block (odd)
+    # Longer side of the images StereoSGBM runs on (px). Full size up to 1024 px: on the tuning pairs
+    # (docs/consistency.md) 320 px gave a stereo difference of 4.0, full size 3.0 (SGBM ~100 ms at 640x480).
+    max_side: int = 1024
+    # Search range as a fraction of the image width. 0.15: a headset's eyes (~64 mm apart, ~90 deg
+    # field of view) see a point 0.2 m away at ~15% of the width; the tuning pairs go up to 12.5%.
+    # SGBM's time grows with the range (0.25 cost ~1.5x for the same stereo difference).
+    max_disparity: float = 0.15
+    block_size: int = 3                 # SGBM matching block (odd); 3 vs 5: 3.05 vs 3.14 on the tuning pairs
     uniqueness: int = 10                # SGBM uniqueness ratio (%): ambiguous matches become holes
     speckle_window: int = 50            # SGBM speckle filter: small disparity islands become holes
     speckle_range: int = 2
-    # Fill SGBM's holes from the farther row neighbour (fill_disparity_holes)? Off: a hole then takes
-    # the right view's own stylization, which costs less than a wrong guess (motorcycle pair, styles_v2:
-    # 5.3 levels without, 7.0 with; styles_v1, a high-frequency model: 10.6 without, 9.6 with).
-    fill_holes: bool = False
+    # SGBM searches x - d for d < numDisparities, so it leaves the first numDisparities columns of the
+    # left view unmatched (a quarter of the image at max_disparity 0.25), though most of that strip is
+    # seen by the right camera. Padding both views on the left by the search range lets those pixels
+    # match (a point the right camera sees has x - d >= 0, inside the real image).
+    pad_left: bool = True
+    sgbm_mode: str = "sgbm_3way"        # OpenCV StereoSGBM mode: sgbm, sgbm_3way, hh, hh4
+    # Fill SGBM's holes from the farther row neighbour (fill_disparity_holes)? Off, a hole takes the
+    # right view's own stylization. At 320 px without left padding filling cost more than it gained
+    # (motorcycle, styles_v2: 5.3 -> 7.0); at full size with padding the holes are fewer and mostly
+    # occlusion rims, and filling gains a little (tuning pairs: 3.15 -> 3.05; with the median 3.01).
+    fill_holes: bool = True
+    median_px: int = 5                  # median filter of the disparity (0 = off, 3 or 5): lone outliers
     soften_px: int = 2                  # seam between warped and own pixels, blurred over this radius
+    overlap: bool = True                # disparity in a worker thread while the network runs (stylize_pair)
 
     def __post_init__(self):
         if self.max_side < 32:
@@ -51,6 +69,10 @@ class StereoConfig:
             raise ConfigError(f"stereo max_disparity must be within (0, 1], got {self.max_disparity}")
         if self.block_size < 1 or self.block_size % 2 == 0:
             raise ConfigError(f"stereo block_size must be odd and positive, got {self.block_size}")
+        if self.median_px not in (0, 3, 5):
+            raise ConfigError(f"stereo median_px must be 0, 3 or 5, got {self.median_px}")
+        if self.sgbm_mode not in SGBM_MODES:
+            raise ConfigError(f"stereo sgbm_mode must be one of {', '.join(SGBM_MODES)}, got {self.sgbm_mode!r}")
 
 
 def check_pair(left: np.ndarray, right: np.ndarray) -> None:
@@ -67,12 +89,15 @@ def sgbm_disparity(left_rgb: np.ndarray, right_rgb: np.ndarray, cfg: StereoConfi
     computed on gray images whose longer side is at most ``cfg.max_side``."""
     gl, gr = small_gray(left_rgb, cfg.max_side), small_gray(right_rgb, cfg.max_side)
     num = max(16, int(np.ceil(cfg.max_disparity * gl.shape[1] / 16.0)) * 16)
+    pad = num if cfg.pad_left else 0
+    if pad:
+        gl, gr = (cv2.copyMakeBorder(g, 0, 0, pad, 0, cv2.BORDER_REPLICATE) for g in (gl, gr))
     b = cfg.block_size
     sgbm = cv2.StereoSGBM_create(minDisparity=0, numDisparities=num, blockSize=b, P1=8 * b * b, P2=32 * b * b,
                                  disp12MaxDiff=1, uniquenessRatio=cfg.uniqueness,
                                  speckleWindowSize=cfg.speckle_window, speckleRange=cfg.speckle_range,
-                                 mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)
-    disp = sgbm.compute(gl, gr).astype(np.float32) / 16.0   # [h,w], fixed point 4 bits
+                                 mode=SGBM_MODES[cfg.sgbm_mode])
+    disp = sgbm.compute(gl, gr)[:, pad:].astype(np.float32) / 16.0   # [h,w], fixed point 4 bits
     disp[disp <= 0] = np.nan                                  # no match (SGBM marks it minDisparity - 1)
     return disp
 
@@ -92,6 +117,16 @@ def fill_disparity_holes(disp: np.ndarray) -> np.ndarray:
     right_val = np.where(from_right < w, disp[rows, np.clip(from_right, 0, w - 1)], np.nan)
     filled = np.fmin(left_val, right_val)                                           # NaN-aware minimum
     return np.where(valid, disp, filled).astype(np.float32)
+
+
+def median_disparity(disp: np.ndarray, ksize: int = 5) -> np.ndarray:
+    """Median-filtered disparity (ksize 3 or 5; holes stay holes, and count as 0 for their
+    neighbours). Removes the lone wrong matches SGBM leaves on repetitive or faint texture, which the
+    warp would otherwise turn into misplaced specks of the other eye's paint."""
+    if ksize <= 1:
+        return disp
+    out = cv2.medianBlur(np.nan_to_num(disp, nan=0.0).astype(np.float32), ksize)
+    return np.where(np.isfinite(disp), out, np.nan).astype(np.float32)
 
 
 def scale_disparity(disp: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -175,6 +210,7 @@ class StereoStylizer:
         self.stylizer = stylizer
         self.config = config or StereoConfig()
         self.mode = mode
+        self._executor: Optional[ThreadPoolExecutor] = None   # the disparity's worker (overlap)
 
     @property
     def mode(self) -> str:
@@ -189,33 +225,59 @@ class StereoStylizer:
     def stylize_pair(self, left: np.ndarray, right: np.ndarray,
                      disparity: Optional[np.ndarray] = None) -> StereoResult:
         """Stylize a rectified pair. ``disparity``: an optional left-view disparity map (any size,
-        pixels of its own grid, NaN or <= 0 = unknown), e.g. from stereo_image_proc; else SGBM."""
+        pixels of its own grid, NaN or <= 0 = unknown), e.g. from stereo_image_proc; else SGBM.
+        In consistent mode the disparity depends on the inputs only, so (``config.overlap``) it is
+        computed in a worker thread while the network stylizes the two eyes (OpenCV and ONNX Runtime
+        release the GIL); timings['disparity'] is its own time, 'disparity_wait' what it added."""
         check_pair(left, right)
+        consistent = self._mode == "consistent"
+        if consistent and disparity is not None:
+            disparity = np.asarray(disparity, dtype=np.float32)
+            if disparity.ndim != 2:
+                raise ImageFormatError(f"disparity must be an HxW map, got shape {disparity.shape}")
+        job = None
+        if consistent:
+            args = (left, right, self.config, disparity)
+            job = self._pool().submit(right_disparity, *args) if self.config.overlap else right_disparity(*args)
         t0 = time.perf_counter()
         left_out = self.stylizer.stylize(left).image
         t1 = time.perf_counter()
         right_own = self.stylizer.stylize(right).image
         t2 = time.perf_counter()
         timings = {"left": (t1 - t0) * 1e3, "right": (t2 - t1) * 1e3, "disparity": 0.0, "warp": 0.0}
-        if self._mode == "independent":
+        if not consistent:
             timings["total"] = (t2 - t0) * 1e3
             return StereoResult(left_out, right_own, timings)
-        cfg = self.config
-        h, w = left.shape[:2]
-        if disparity is None:
-            disp_small = sgbm_disparity(left, right, cfg)
-        else:
-            disp = np.asarray(disparity, dtype=np.float32)
-            if disp.ndim != 2:
-                raise ImageFormatError(f"disparity must be an HxW map, got shape {disp.shape}")
-            sh, sw = small_gray(left, cfg.max_side).shape
-            disp_small = scale_disparity(np.where(disp > 0, disp, np.nan), sh, sw)
-        if cfg.fill_holes:
-            disp_small = fill_disparity_holes(disp_small)
-        disp_right = right_view_disparity(disp_small)
+        disp_right, disp_ms = job.result() if self.config.overlap else job
         t3 = time.perf_counter()
-        right_out, from_left = consistent_right(left_out, right_own, scale_disparity(disp_right, h, w),
-                                                cfg.soften_px)
+        right_out, from_left = consistent_right(left_out, right_own, disp_right, self.config.soften_px)
         t4 = time.perf_counter()
-        timings.update(disparity=(t3 - t2) * 1e3, warp=(t4 - t3) * 1e3, total=(t4 - t0) * 1e3)
+        timings.update(disparity=disp_ms, disparity_wait=(t3 - t2) * 1e3, warp=(t4 - t3) * 1e3,
+                       total=(t4 - t0) * 1e3)
+        if not self.config.overlap:
+            timings["total"] += disp_ms
         return StereoResult(left_out, right_out, timings, from_left)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stereo_disparity")
+        return self._executor
+
+
+def right_disparity(left: np.ndarray, right: np.ndarray, cfg: StereoConfig,
+                    disparity: Optional[np.ndarray] = None) -> tuple[np.ndarray, float]:
+    """Right-view disparity at the images' size (NaN where the left view does not see the point)
+    from SGBM or a given left-view disparity, with holes filled and median-filtered per ``cfg``.
+    Returns (HxW float32, milliseconds it took)."""
+    t0 = time.perf_counter()
+    h, w = left.shape[:2]
+    if disparity is None:
+        disp_small = sgbm_disparity(left, right, cfg)
+    else:
+        sh, sw = small_gray(left, cfg.max_side).shape
+        disp_small = scale_disparity(np.where(disparity > 0, disparity, np.nan), sh, sw)
+    if cfg.fill_holes:
+        disp_small = fill_disparity_holes(disp_small)
+    disp_small = median_disparity(disp_small, cfg.median_px)
+    disp_right = scale_disparity(right_view_disparity(disp_small), h, w)
+    return disp_right, (time.perf_counter() - t0) * 1e3
