@@ -9,7 +9,7 @@ from muon_ad_ros.evaluation.metrics import left_visible_in_right, stereo_differe
 from muon_ad_ros.evaluation.stereo_synth import SynthConfig, synthetic_pair
 
 # The settings before issue 12's stereo tuning: SGBM at 320 px, the first numDisparities columns unmatched.
-PREVIOUS = StereoConfig(max_side=320, pad_left=False, fill_holes=False, median_px=0)
+PREVIOUS = StereoConfig(max_side=320, max_disparity=0.25, block_size=5, pad_left=False, fill_holes=False, median_px=0)
 
 
 def photos():

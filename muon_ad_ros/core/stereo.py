@@ -36,9 +36,10 @@ SGBM_MODES = {"sgbm": cv2.STEREO_SGBM_MODE_SGBM, "sgbm_3way": cv2.STEREO_SGBM_MO
 
 @dataclass
 class StereoConfig:
-    # Longer side of the images StereoSGBM runs on (px). Full size up to 1024 px: on the tuning pairs
-    # (docs/consistency.md) 320 px gave a stereo difference of 4.0, full size 3.0 (SGBM ~100 ms at 640x480).
-    max_side: int = 1024
+    # Longer side of the images StereoSGBM runs on (px): the network's usual input size (the stereo
+    # node's max_side 640). On the 640x480 tuning pairs (docs/consistency.md) 320 px gave a stereo
+    # difference of 4.0, 480 px 3.6, 640 px 3.05; the disparity then costs ~60 ms of CPU per pair.
+    max_side: int = 640
     # Search range as a fraction of the image width. 0.15: a headset's eyes (~64 mm apart, ~90 deg
     # field of view) see a point 0.2 m away at ~15% of the width; the tuning pairs go up to 12.5%.
     # SGBM's time grows with the range (0.25 cost ~1.5x for the same stereo difference).
