@@ -148,3 +148,35 @@ def test_match_colours_moves_the_palette_onto_the_exemplar_keeping_the_layout():
     lum = lambda t: (t[0] * torch.tensor([0.3, 0.6, 0.1]).view(3, 1, 1)).sum(0).flatten()  # noqa: E731
     rank = lambda v: v.argsort().argsort().double()  # noqa: E731
     assert torch.corrcoef(torch.stack([rank(lum(img)), rank(lum(out))]))[0, 1] > 0.7
+
+
+def test_grey_exemplar_gives_a_grey_output_with_its_grey_levels(teachers):
+    from muon_ad_training.texture import is_grey
+
+    ex = _exemplar()
+    grey = np.repeat(ex.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)  # [h,w,3], R = G = B
+    assert is_grey(load_exemplar(grey), 2 / 255) and not is_grey(load_exemplar(ex), 2 / 255)
+    out = synthesize(grey, (48, 48), tileable=True, seed=0, minutes=None, progress=False, config=TINY,
+                     teacher=teachers[1])
+    assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 0], out[..., 2])
+    # the grey levels are the exemplar's (1-D transport at the end), not a tinted or shifted copy
+    qs = [0.1, 0.5, 0.9]
+    np.testing.assert_allclose(np.quantile(out[..., 0], qs), np.quantile(grey[..., 0], qs), atol=6)
+    # a colour exemplar keeps its colour
+    col = synthesize(ex, (48, 48), tileable=True, seed=0, minutes=None, progress=False, config=TINY,
+                     teacher=teachers[1])
+    assert np.abs(col[..., 0].astype(int) - col[..., 2].astype(int)).mean() > 20
+
+
+def test_patch_neighbourhoods_wrap_and_shapes():
+    from muon_ad_training.texture import pixel_neighbourhoods
+
+    img = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).view(2 * 3, 4, 5)[:3][None]  # [1,3,4,5]
+    assert pixel_neighbourhoods(img).shape == (3 * 4, 9)
+    assert pixel_neighbourhoods(img, wrap=True).shape == (4 * 5, 9)
+    p = pixel_neighbourhoods(img, wrap=True, patch=3)  # [20, 27]: every pixel's 3x3 patch, torus
+    assert p.shape == (20, 27)
+    # pixel (0, 4)'s patch: its right neighbour wraps to column 0, its lower-right one to (1, 0)
+    row = p[4].view(3, 3, 3)  # [dy, dx, channel]
+    assert torch.equal(row[0, 1], img[0, :, 0, 0]) and torch.equal(row[1, 1], img[0, :, 1, 0])
+    assert pixel_neighbourhoods(img, patch=2).shape == (3 * 4, 12)

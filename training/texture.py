@@ -3,7 +3,7 @@
 The image itself is optimised (as in teacher_targets.optimize_target) against the AD loss
 (losses.ad_loss) in the offline mobilenet teacher, with no content term: every feature of the
 output is pulled towards a soft nearest neighbour among the exemplar's features, so the output has
-the exemplar's local statistics but no copy of its layout. Three additions make it a texture tool:
+the exemplar's local statistics but no copy of its layout. These additions make it a texture tool:
 
 * coarse to fine: the first level runs at 1/2 resolution (output *and* exemplar halved, so feature
   scales match) from noise, the next levels refine the upsampled result at full resolution;
@@ -11,9 +11,13 @@ the exemplar's local statistics but no copy of its layout. Three additions make 
   torus to it, and every step sees the image rolled by a random offset, so neither the wrap-around
   boundary nor the stride grid has a privileged position; the result tiles without a seam;
 * colour: the taps are ReLU6 expansions deep in the net and see little absolute colour, so a
-  sliced-Wasserstein term matches the distribution of the output's pixel neighbourhoods (colour
-  and right/lower neighbours' colours) to the exemplar's during the optimisation, and a final
-  distribution transfer (match_colours) gives the output the exemplar's palette exactly.
+  sliced-Wasserstein term matches the distribution of the output's 3x3 pixel patches (27-D:
+  colours and their local contrast) to the exemplar's during the optimisation, and a final
+  distribution transfer (match_colours) gives the output the exemplar's palette exactly; a grey
+  exemplar (is_grey) is synthesised on the grey axis and its grey levels are transferred exactly;
+* fine statistics: the AD taps are at /8 and /16; the channel mean/std of shallower taps (/2, /4,
+  /8; student_loss.stats_loss, as the student's style_stats term) and the colour term's patches
+  hold the output to the exemplar's fine-scale texture (grain, edges, local contrast).
 
 Cost: the self-attention of the AD loss is quadratic in the output's tokens; each step evaluates it
 for a random subset of query tokens (an unbiased sample of the per-token L1 loss) against all keys,
@@ -35,6 +39,7 @@ from muon_ad_ros.core.errors import ConfigError, ImageFormatError
 
 from .data import to_tensor
 from .losses import ad_loss
+from .student_loss import stats_loss
 from .teachers.base import LayerQKV, detach_layers
 
 MIN_SIDE = 16  # smallest exemplar / output side: below it the /16 tap has no token
@@ -43,7 +48,8 @@ GRID = 16  # internal sizes are multiples of the deepest tap's stride, so circul
 
 @dataclass
 class TextureConfig:
-    """Hyperparameters of one synthesis (tuned on gimp_leopard / mamurk_* at 256-512 px)."""
+    """Hyperparameters of one synthesis (tuned on gimp_leopard / mamurk_* at 256-512 px; stats_weight,
+    colour_patch on gimp_leopard, gimp_bark, gimp_rock, brick, grass at 256 px)."""
 
     layers: tuple = ("expanded_conv_6/expand", "expanded_conv_13/expand")
     steps: tuple = (100, 50)  # Adam steps per level, coarse (1/2 scale) to fine (full scale)
@@ -54,11 +60,18 @@ class TextureConfig:
     colour_weight: float = 2.0  # sliced-Wasserstein term on pixel neighbourhoods, relative to AD
     colour_projections: int = 32
     colour_pixels: int | None = 16384  # output pixels sampled per step for the colour term
+    colour_patch: int = 3  # the colour term's neighbourhoods: k x k patches (0: a pixel, its right and lower ones)
+    # channel mean/std of shallower teacher taps (strides 2-8) matched to the exemplar's, as the
+    # student's style_stats term does: the fine-scale statistics the AD taps (/8, /16) do not see
+    stats_layers: tuple = ("expanded_conv_1/expand", "expanded_conv_3/expand", "expanded_conv_6/expand")
+    stats_weight: float = 3.0  # 0: no stats term
     chroma_sigma: float = 1.0  # Gaussian blur of the final chroma (px; 0: none)
     colour_transfer_iterations: int = 30  # final exact palette match (match_colours; 0: none)
+    grey_tolerance: float = 2.0 / 255  # an exemplar whose channels agree this closely is grey: grey output
     level_sigma: float = 0.8  # Gaussian blur of a coarse level before it is upsampled (its px)
     min_exemplar_side: int = 0  # a smaller exemplar is upscaled for the teacher (tokens to match)
     warm_start: str = "noise"  # "noise" | "shuffle" (exemplar patches in random order)
+    shuffle_patch: float = 1 / 3  # the shuffled warm start's crops, as a fraction of the exemplar's shorter side
     noise_std: float = 0.15
     extra: dict = field(default_factory=dict)
 
@@ -164,6 +177,29 @@ def smooth_chroma(img: Tensor, sigma: float, wrap: bool, luma: bool = False) -> 
     return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(m), torch.cat([ycc[:, :first], c], 1)).clamp(0, 1)
 
 
+def is_grey(ex: Tensor, tolerance: float) -> bool:
+    """ex [1,3,h,w]: True when 99 % of its pixels have channels that agree within `tolerance` (a
+    greyscale photo stored as RGB; the 1 % spares JPEG ringing). Its synthesis must be grey too:
+    the teacher and the colour terms leave a faint tint that moves grey pixels off the grey axis."""
+    spread = (ex.amax(dim=1) - ex.amin(dim=1)).flatten()  # [h*w]
+    return bool(spread.kthvalue(max(1, math.ceil(0.99 * spread.numel()))).values <= tolerance)
+
+
+def transfer_1d(x: Tensor, y: Tensor) -> Tensor:
+    """x [N,C], y [M,C]: each column of x mapped through the 1-D optimal transport onto the same
+    column of y (x's sorted values -> y's quantiles at x's ranks; ties broken by position). The
+    output has y's marginal distributions exactly (up to interpolation) and x's rank order."""
+    q = torch.linspace(0, 1, x.shape[0], dtype=y.dtype)
+    order = x.argsort(dim=0)
+    sy = y.sort(dim=0).values  # [M,C]
+    pos = q * (sy.shape[0] - 1)
+    lo = pos.floor().long().clamp(max=sy.shape[0] - 1)
+    hi = (lo + 1).clamp(max=sy.shape[0] - 1)
+    w = (pos - lo)[:, None]
+    target = sy[lo] * (1 - w) + sy[hi] * w  # y's quantiles at x's ranks [N,C]
+    return torch.empty_like(target).scatter_(0, order, target)
+
+
 def match_colours(img: Tensor, ex: Tensor, iterations: int, gen: torch.Generator) -> Tensor:
     """img [1,3,H,W] with its RGB distribution moved onto the exemplar's [1,3,h,w] (iterative
     distribution transfer, Pitie et al. 2005): in a random rotation of RGB, each axis is mapped
@@ -171,30 +207,38 @@ def match_colours(img: Tensor, ex: Tensor, iterations: int, gen: torch.Generator
     by the least amount that gives the exemplar's palette exactly; the layout is untouched."""
     x = img[0].flatten(1).T.double()  # [N,3]
     y = ex[0].flatten(1).T.double()  # [M,3]
-    q = torch.linspace(0, 1, x.shape[0], dtype=torch.float64)
     for _ in range(iterations):
         rot, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=torch.float64))
-        px, py = x @ rot, y @ rot  # [N,3], [M,3]
-        order = px.argsort(dim=0)
-        sy = py.sort(dim=0).values  # [M,3]
-        pos = q * (sy.shape[0] - 1)
-        lo = pos.floor().long().clamp(max=sy.shape[0] - 1)
-        hi = (lo + 1).clamp(max=sy.shape[0] - 1)
-        w = (pos - lo)[:, None]
-        target = sy[lo] * (1 - w) + sy[hi] * w  # exemplar quantiles at the output's ranks [N,3]
-        new = torch.empty_like(px)
-        new.scatter_(0, order, target)
-        x = x + (new - px) @ rot.T
+        px = x @ rot  # [N,3]
+        x = x + (transfer_1d(px, y @ rot) - px) @ rot.T
     return x.T.reshape(img.shape).to(img.dtype).clamp(0, 1)
 
 
-def pixel_neighbourhoods(img: Tensor, wrap: bool = False) -> Tensor:
+def match_grey(img: Tensor, ex: Tensor) -> Tensor:
+    """img [1,3,H,W] -> grey [1,3,H,W] whose grey levels have the grey exemplar's [1,3,h,w]
+    distribution exactly (1-D optimal transport of the channel mean); the layout is untouched."""
+    x = img[0].mean(dim=0).flatten()[:, None].double()  # [N,1]
+    y = ex[0].mean(dim=0).flatten()[:, None].double()  # [M,1]
+    g = transfer_1d(x, y).view(1, 1, *img.shape[-2:]).to(img.dtype)
+    return g.expand(-1, 3, -1, -1).contiguous().clamp(0, 1)
+
+
+def pixel_neighbourhoods(img: Tensor, wrap: bool = False, patch: int = 0) -> Tensor:
     """img [1,3,H,W] -> [N, 9]: each pixel's colour with its right and lower neighbours.
     Their joint distribution carries the colours and the local contrast (a speckle of colour noise
     the taps do not see shows up here as differences the exemplar does not have). `wrap`: the last
     column/row pairs with the first (a tileable output: the wrap-around pairs are held to the
-    exemplar's statistics like every other pair, else the seam alone stays unconstrained)."""
+    exemplar's statistics like every other pair, else the seam alone stays unconstrained).
+    `patch` k >= 2: every k x k patch instead ([N, 3k^2]), the local texture at the pixel scale."""
     x = img[0]
+    if patch >= 2:
+        h, w = x.shape[-2:]
+        if wrap:
+            v = torch.cat([torch.roll(x, (-dy, -dx), dims=(1, 2)) for dy in range(patch) for dx in range(patch)])
+        else:
+            v = torch.cat([x[:, dy:h - patch + 1 + dy, dx:w - patch + 1 + dx]
+                           for dy in range(patch) for dx in range(patch)])  # [3k^2,H-k+1,W-k+1]
+        return v.flatten(1).T
     if wrap:
         v = torch.cat([x, torch.roll(x, -1, dims=2), torch.roll(x, -1, dims=1)], dim=0)  # [9,H,W]
     else:
@@ -262,6 +306,7 @@ def synthesize(exemplar, size: tuple[int, int] = (512, 512), tileable: bool = Fa
     elif getattr(teacher, "pad_mode", "zeros") != ("circular" if tileable else "zeros"):
         raise ConfigError("texture: the teacher's pad_mode must be 'circular' exactly when tileable")
     gen = torch.Generator().manual_seed(seed)
+    grey = is_grey(ex, cfg.grey_tolerance)
     levels = _levels((h_out, w_out), tuple(ex.shape[-2:]), cfg)
     costs = [s * osz[0] * osz[1] for _, osz, _, s in levels]
     t0, budget = time.perf_counter(), (minutes * 60.0 if minutes is not None else math.inf)
@@ -276,16 +321,19 @@ def synthesize(exemplar, size: tuple[int, int] = (512, 512), tileable: bool = Fa
         ex_l = resize(ex, esz, wrap=False)
         with torch.no_grad():
             style = detach_layers(teacher.features(ex_l))
-        ex_pixels = pixel_neighbourhoods(ex_l)  # [M,9]
+            style_maps = teacher.latent_features_and_maps(ex_l, cfg.stats_layers)[1] if cfg.stats_weight else {}
+        ex_pixels = pixel_neighbourhoods(ex_l, patch=cfg.colour_patch)  # [M,9] or [M,3k^2]
         if img is None:
             img = _init(ex_l, osz, cfg, gen, tileable)
         else:
             img = resize(img, osz, wrap=tileable).clamp(0, 1)
         deadline = t0 + budget * sum(costs[:li + 1]) / max(1, sum(costs))
-        img = _optimise(teacher, img, style, ex_pixels, steps, tileable, cfg, gen, deadline, bar)
+        img = _optimise(teacher, img, (style, style_maps, ex_pixels), steps, tileable, grey, cfg, gen, deadline, bar)
         last = li == len(levels) - 1
         img = smooth_chroma(img, cfg.chroma_sigma if last else cfg.level_sigma, wrap=tileable, luma=not last)
-        if last and cfg.colour_transfer_iterations:
+        if last and grey:
+            img = match_grey(img, ex_l)
+        elif last and cfg.colour_transfer_iterations:
             img = match_colours(img, ex_l, cfg.colour_transfer_iterations, gen)
     if bar is not None:
         bar.close()
@@ -301,7 +349,7 @@ def synthesize(exemplar, size: tuple[int, int] = (512, 512), tileable: bool = Fa
 def _init(ex: Tensor, size: tuple[int, int], cfg: TextureConfig, gen: torch.Generator, tileable: bool) -> Tensor:
     """Start image [1,3,H,W]: the exemplar's mean colour plus noise, or shuffled exemplar patches."""
     if cfg.warm_start == "shuffle":
-        return shuffled_patches(ex, size, max(8, min(ex.shape[-2:]) // 3), gen)
+        return shuffled_patches(ex, size, max(8, round(min(ex.shape[-2:]) * cfg.shuffle_patch)), gen)
     # smooth noise (drawn at 1/4 and upsampled): seeds differ in layout, and no pixel speckle is
     # planted that the taps (blind to single-pixel colour noise) would never remove
     mean = ex.mean(dim=(2, 3), keepdim=True)
@@ -309,10 +357,16 @@ def _init(ex: Tensor, size: tuple[int, int], cfg: TextureConfig, gen: torch.Gene
     return (mean + resize(small, size, wrap=tileable)).clamp(0, 1)
 
 
-def _optimise(teacher, img: Tensor, style: list[LayerQKV], ex_pixels: Tensor, steps: int, tileable: bool,
-              cfg: TextureConfig, gen: torch.Generator, deadline: float, bar) -> Tensor:
-    """Adam on the pixels of img [1,3,H,W] against AD(style) + colour; returns the optimised image."""
-    param = img.detach().clone().requires_grad_(True)
+def _optimise(teacher, img: Tensor, targets: tuple, steps: int, tileable: bool, grey: bool, cfg: TextureConfig,
+              gen: torch.Generator, deadline: float, bar) -> Tensor:
+    """Adam on the pixels of img [1,3,H,W] against AD + tap statistics + colour, with `targets` the
+    exemplar's (AD layers, stats tap maps, pixel neighbourhoods); returns the optimised image.
+    `grey`: every step projects the pixels onto the grey axis (a grey exemplar's texture is grey)."""
+    style, style_maps, ex_pixels = targets
+    param = img.detach().clone()
+    if grey:
+        param = param.mean(dim=1, keepdim=True).expand(-1, 3, -1, -1).contiguous()
+    param.requires_grad_(True)
     opt = torch.optim.Adam([param], lr=cfg.lr)
     # cosine decay to lr_final * lr: Adam's normalised steps turn the noise of sampled queries into
     # per-pixel jitter; small last steps let it settle
@@ -330,10 +384,13 @@ def _optimise(teacher, img: Tensor, style: list[LayerQKV], ex_pixels: Tensor, st
         if tileable:  # a random torus shift: no position (wrap seam, stride grid) is special
             dy, dx = (int(v) for v in torch.randint(0, max(h, w), (2,), generator=gen))
             x = torch.roll(x, shifts=(dy % h, dx % w), dims=(2, 3))
-        target = sample_queries(teacher.latent_features(x), cfg.max_queries, gen)
-        loss = ad_loss(target, style, max_style_tokens=cfg.max_style_tokens, generator=gen)
+        feats, maps = teacher.latent_features_and_maps(x, tuple(style_maps))
+        loss = ad_loss(sample_queries(feats, cfg.max_queries, gen), style, max_style_tokens=cfg.max_style_tokens,
+                       generator=gen)
+        if style_maps:
+            loss = loss + cfg.stats_weight * stats_loss(maps, style_maps)
         if cfg.colour_weight:
-            pix = pixel_neighbourhoods(param, wrap=tileable)  # [N,9]
+            pix = pixel_neighbourhoods(param, wrap=tileable, patch=cfg.colour_patch)  # [N,9] or [N,3k^2]
             if cfg.colour_pixels and pix.shape[0] > cfg.colour_pixels:  # a random sample: sorting is the cost
                 pix = pix.index_select(0, torch.randperm(pix.shape[0], generator=gen)[:cfg.colour_pixels])
             loss = loss + cfg.colour_weight * sliced_wasserstein(pix, ex_pixels, cfg.colour_projections, gen)
@@ -341,6 +398,8 @@ def _optimise(teacher, img: Tensor, style: list[LayerQKV], ex_pixels: Tensor, st
         opt.step()
         sched.step()
         with torch.no_grad():
+            if grey:
+                param.copy_(param.mean(dim=1, keepdim=True).expand_as(param))
             param.clamp_(0.0, 1.0)
         if bar is not None:
             bar.update(1)
