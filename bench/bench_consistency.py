@@ -12,9 +12,11 @@ docs/consistency/*.jpg. Every number is measured the same way for every method:
   onto the left view by the *ground-truth* disparity, on pixels both cameras see
   (metrics.stereo_difference), on the Middlebury motorcycle pair scikit-image ships - ours
   independent and consistent (each style), Magenta multistyle, the inputs; time per pair,
-  interleaved.
+  interleaved. The motorcycle pair is held out: StereoConfig's defaults were chosen on synthetic
+  layered scenes with exact disparity (evaluation/stereo_synth.py, textured with
+  ../shared/data/photos), measured too as the tuning-set row (--tuning-pairs).
 
-    python bench/bench_consistency.py [--model default] [--threads 2] [--frames 60]
+    python bench/bench_consistency.py [--model default] [--threads 2] [--frames 60] [--only stereo]
 
 vtest.avi (../shared/data/video) is held out from training; the 'sample' sequence (slow pans and
 zooms over scikit-image photos, core.frame_sources.SampleSource) needs no shared data.
@@ -35,10 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, SHARED_DATA, machine, update_markdown_section, write_json  # noqa: E402
 
 from muon_ad_ros.core.frame_sources import SampleSource, VideoSource  # noqa: E402
-from muon_ad_ros.core.stereo import StereoStylizer  # noqa: E402
+from muon_ad_ros.core.stereo import StereoConfig, StereoStylizer  # noqa: E402
 from muon_ad_ros.core.stylizer import Stylizer  # noqa: E402
 from muon_ad_ros.core.temporal import TemporalFilter  # noqa: E402
 from muon_ad_ros.evaluation.metrics import flow_between, stereo_difference, warping_error  # noqa: E402
+from muon_ad_ros.evaluation.stereo_synth import SynthConfig, synthetic_pair  # noqa: E402
 
 MULTISTYLE_PICKS = [0, 6, 12, 18]   # as bench/quality_report.py
 W, H = 640, 480
@@ -131,19 +134,64 @@ def strip(model: str, frames: list, out_path: Path) -> None:
     cv2.imwrite(str(out_path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
+# The consistent mode's settings before issue 12's stereo work (SGBM at 320 px, no left padding, holes kept, no median):
+# measured next to the current default so that the gain is visible.
+PREVIOUS_STEREO = StereoConfig(max_side=320, max_disparity=0.25, block_size=5, pad_left=False, fill_holes=False,
+                               median_px=0, overlap=False)
+TUNING_PAIRS = 8
+
+
+def tuning_pairs(n: int) -> tuple[str, list]:
+    """The pairs StereoConfig's defaults were chosen on (never the motorcycle pair): synthetic
+    layered scenes (evaluation/stereo_synth.py) at 640x480 textured with ../shared/data/photos,
+    else with scikit-image photos."""
+    paths = sorted((SHARED_DATA / "photos").glob("*.*"))
+    if paths:
+        photos, source = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths], "../shared/data/photos"
+    else:
+        from skimage import data
+
+        photos, source = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()], "scikit-image photos"
+    return source, [synthetic_pair(photos, seed, SynthConfig(height=H, width=W)) for seed in range(n)]
+
+
+def stereo_tuning(model: str, n: int) -> dict:
+    """Stereo difference of independent, previous and current consistent mode on the tuning pairs."""
+    source, pairs = tuning_pairs(n)
+    ours = Stylizer.from_model(model, threads=THREADS)
+    modes = {"independent": StereoStylizer(ours, "independent"), "consistent": StereoStylizer(ours, "consistent"),
+             "previous": StereoStylizer(ours, "consistent", PREVIOUS_STEREO)}
+    diffs = {name: [] for name in modes}
+    floor = []
+    for left, right, gt in pairs:
+        floor.append(stereo_difference(left, right, gt)[0])
+        for k in range(len(ours.styles)):
+            ours.set_style(k)
+            for name, st in modes.items():
+                r = st.stylize_pair(left, right)
+                diffs[name].append(stereo_difference(r.left, r.right, gt)[0])
+    row = {name: float(np.mean(v)) for name, v in diffs.items()}
+    row.update(pairs=n, source=source, size=f"{W}x{H}", input_floor=float(np.mean(floor)))
+    row["ratio_diff"] = row["consistent"] / row["independent"]
+    return row
+
+
 def stereo(model: str, mag, repeats: int, out_path: Path) -> dict:
     from skimage import data
 
     left, right, gt = data.stereo_motorcycle()
     ours = Stylizer.from_model(model, threads=THREADS)
     indep, cons = StereoStylizer(ours, "independent"), StereoStylizer(ours, "consistent")
+    prev = StereoStylizer(ours, "consistent", PREVIOUS_STEREO)
     row = {"input_floor": stereo_difference(left, right, gt)[0], "size": f"{left.shape[1]}x{left.shape[0]}"}
-    d_indep, d_cons, from_left = [], [], []
+    d_indep, d_cons, d_prev, from_left = [], [], [], []
     for k in range(len(ours.styles)):
         ours.set_style(k)
         a, b = indep.stylize_pair(left, right), cons.stylize_pair(left, right)
         d_indep.append(stereo_difference(a.left, a.right, gt)[0])
         d_cons.append(stereo_difference(b.left, b.right, gt)[0])
+        c = prev.stylize_pair(left, right)
+        d_prev.append(stereo_difference(c.left, c.right, gt)[0])
         from_left.append(b.from_left)
         if k == 0:
             sheet = np.concatenate([np.concatenate([a.left, a.right], 1), np.concatenate([b.left, b.right], 1)], 0)
@@ -163,12 +211,15 @@ def stereo(model: str, mag, repeats: int, out_path: Path) -> dict:
         if i >= 2:
             t_i.append((t1 - t0) * 1e3)
             t_c.append((t2 - t1) * 1e3)
-            stages.append(r.timings["disparity"] + r.timings["warp"])
+            stages.append((r.timings["disparity"], r.timings["disparity_wait"] + r.timings["warp"]))
+    row["timed_pairs"] = len(t_i)
+    row["ms_disparity"] = statistics.median(a for a, _ in stages)    # in its worker thread
+    row["ms_after_stylizing"] = statistics.median(b for _, b in stages)
     row.update(independent=float(np.mean(d_indep)), consistent=float(np.mean(d_cons)),
+               previous_consistent=float(np.mean(d_prev)),
                magenta_multistyle=float(np.mean(mags)), independent_per_style=d_indep, consistent_per_style=d_cons,
-               magenta_per_style=mags, from_left=float(np.mean(from_left)),
-               ms_independent=statistics.median(t_i), ms_consistent=statistics.median(t_c),
-               ms_disparity_and_warp=statistics.median(stages))
+               previous_consistent_per_style=d_prev, magenta_per_style=mags, from_left=float(np.mean(from_left)),
+               ms_independent=statistics.median(t_i), ms_consistent=statistics.median(t_c))
     row["ratio_diff"] = row["consistent"] / row["independent"]
     row["ratio_time"] = row["ms_consistent"] / row["ms_independent"]
     return row
@@ -194,20 +245,36 @@ def markdown(payload: dict) -> str:
               "Rows: input, temporal off, temporal on; columns: every 8th frame of vtest.avi around two "
               "walking people (crop, 2x). The walkers carry no trail: where the flow fails on them, the "
               "occlusion checks leave the network's own output.", "",
-              "### Stereo (VR)", "",
-              f"Mean absolute difference (0-255) between the left output and the right output warped by the "
-              f"ground-truth disparity, on pixels both cameras see; Middlebury motorcycle ({s['size']}, "
-              f"scikit-image):", "",
-              "| ours, independent | ours, consistent | consistent / independent | Magenta multistyle | inputs (floor) |",
-              "|---|---|---|---|---|",
-              f"| {s['independent']:.2f} | {s['consistent']:.2f} | {s['ratio_diff']:.2f} | "
-              f"{s['magenta_multistyle']:.2f} | {s['input_floor']:.2f} |", "",
-              f"Time per pair (median, interleaved): independent {s['ms_independent']:.0f} ms, consistent "
-              f"{s['ms_consistent']:.0f} ms (**{s['ratio_time']:.2f}x**; disparity + warp "
-              f"{s['ms_disparity_and_warp']:.0f} ms). {s['from_left'] * 100:.0f}% of the right view comes from "
-              "the left one.", "",
-              "![independent (top) and consistent (bottom), left | right](consistency/stereo_pair.jpg)", ""]
+              ] + stereo_markdown(s)
     return "\n".join(lines) + "\n"
+
+
+def stereo_markdown(s: dict) -> list:
+    t = s.get("tuning")
+    lines = ["### Stereo (VR)", ""]
+    if s.get("command"):
+        lines += [f"This part: {s['date']}, reproduce: `{s['command']}`.", ""]
+    lines += ["Mean absolute difference (0-255) between the left output and the right output warped by the "
+              "ground-truth disparity, on pixels both cameras see (means over the model's styles; Magenta "
+              "multistyle: styles #0, #6, #12, #18). *Consistent (previous)*: the consistent mode with the "
+              "StereoConfig defaults before issue 12's stereo tuning (SGBM at 320 px, no left padding, holes kept, no median).", "",
+              "| pairs | ours, independent | ours, consistent | consistent / independent | "
+              "consistent (previous) | Magenta multistyle | inputs (floor) |",
+              "|---|---|---|---|---|---|---|",
+              f"| Middlebury motorcycle ({s['size']}, scikit-image; **held out**) | {s['independent']:.2f} | "
+              f"{s['consistent']:.2f} | **{s['ratio_diff']:.2f}** | {s.get('previous_consistent', float('nan')):.2f} | "
+              f"{s['magenta_multistyle']:.2f} | {s['input_floor']:.2f} |"]
+    if t:
+        lines.append(f"| {t['pairs']} synthetic layered scenes ({t['size']}, {t['source']}; **tuning set**) | "
+                     f"{t['independent']:.2f} | {t['consistent']:.2f} | {t['ratio_diff']:.2f} | {t['previous']:.2f} | "
+                     f"- | {t['input_floor']:.2f} |")
+    lines += ["", f"Time per motorcycle pair (median of {s.get('timed_pairs', '?')}, interleaved): independent "
+              f"{s['ms_independent']:.0f} ms, consistent {s['ms_consistent']:.0f} ms (**{s['ratio_time']:.2f}x**). "
+              f"The disparity ({s['ms_disparity']:.0f} ms) runs in a worker thread while the network stylizes "
+              f"the eyes; waiting for it and the warp add {s['ms_after_stylizing']:.0f} ms after the second eye. "
+              f"{s['from_left'] * 100:.0f}% of the right view comes from the left one.", "",
+              "![independent (top) and consistent (bottom), left | right](consistency/stereo_pair.jpg)", ""]
+    return lines
 
 
 def main() -> int:
@@ -218,10 +285,16 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=60, help="frames per video sequence")
     parser.add_argument("--repeats", type=int, default=30, help="timed frames / pairs")
     parser.add_argument("--docs", default=str(REPO / "docs"))
+    parser.add_argument("--only", choices=("stereo",),
+                        help="measure only this part; the other part's numbers stay as recorded")
+    parser.add_argument("--tuning-pairs", type=int, default=TUNING_PAIRS,
+                        help="synthetic stereo pairs of the tuning-set row (0: none)")
     args = parser.parse_args()
     THREADS = args.threads
     docs = Path(args.docs)
     mag = magenta()
+    if args.only == "stereo":
+        return stereo_only(args, docs, mag)
     seqs = sequences(args.frames)
     print("temporal quality ...")
     temporal = temporal_quality(args.model, seqs, mag)
@@ -232,7 +305,7 @@ def main() -> int:
         strip(args.model, seqs["vtest.avi (real, held out)"], docs / "consistency" / "temporal_strip.jpg")
     print("stereo ...")
     (docs / "consistency").mkdir(parents=True, exist_ok=True)
-    st = stereo(args.model, mag, max(5, args.repeats // 3), docs / "consistency" / "stereo_pair.jpg")
+    st = measure_stereo(args, docs, mag)
     from muon_ad_ros.core.model_store import resolve_model
 
     payload = {"command": "python bench/bench_consistency.py " + " ".join(sys.argv[1:]), "machine": machine(),
@@ -244,6 +317,43 @@ def main() -> int:
         page.write_text("# AR and VR consistency\n\n")
     update_markdown_section(page, "## Measured", markdown(payload))
     print(markdown(payload))
+    return 0
+
+
+def measure_stereo(args, docs: Path, mag) -> dict:
+    (docs / "consistency").mkdir(parents=True, exist_ok=True)
+    st = stereo(args.model, mag, max(5, args.repeats // 3), docs / "consistency" / "stereo_pair.jpg")
+    if args.tuning_pairs > 0:
+        print("stereo tuning set ...")
+        st["tuning"] = stereo_tuning(args.model, args.tuning_pairs)
+    st.update(command="python bench/bench_consistency.py " + " ".join(sys.argv[1:]), date=machine()["date"])
+    return st
+
+
+def replace_subsection(text: str, heading: str, body: str) -> str:
+    """Replace the '### heading' subsection (up to the next '## ' or '### ') by body."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip() == heading), None)
+    if start is None:
+        raise SystemExit(f"{heading!r} not found: run the whole bench once (without --only)")
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith(("## ", "### "))), len(lines))
+    return "\n".join(lines[:start] + body.rstrip("\n").splitlines() + [""] + lines[end:]).rstrip("\n") + "\n"
+
+
+def stereo_only(args, docs: Path, mag) -> int:
+    """--only stereo: re-measure the stereo part; the recorded temporal numbers and text stay."""
+    import json
+
+    print("stereo ...")
+    st = measure_stereo(args, docs, mag)
+    path = docs / "bench" / "consistency.json"
+    payload = json.loads(path.read_text()) if path.exists() else {}
+    payload["stereo"] = st
+    write_json(path, payload)
+    page = docs / "consistency.md"
+    body = "\n".join(stereo_markdown(st)) + "\n"
+    page.write_text(replace_subsection(page.read_text(), "### Stereo (VR)", body))
+    print(body)
     return 0
 
 
