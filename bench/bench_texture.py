@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -171,7 +172,8 @@ def main() -> None:
         timing.append(dict(size=s, wall_s=wall, cpu_s=cpu))
     timing.append(dict(size=args.size, wall_s=float(np.mean([w for r in results for w in r["wall_s"]])),
                        cpu_s=float(np.mean([c for r in results for c in r["cpu_s"]]))))
-    payload = dict(machine=machine(), threads=torch.get_num_threads(), results=results, timing=timing)
+    payload = dict(machine=machine(), threads=torch.get_num_threads(), config=asdict(TextureConfig()),
+                   results=results, timing=timing)
     write_json(docs / "bench" / "texture.json", payload)
     update_markdown_section(docs / "textures.md", "## Measures", markdown(results, timing))
     print(markdown(results, timing))

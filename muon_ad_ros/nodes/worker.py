@@ -2,22 +2,15 @@
 let one bad item end the thread (the node counts and reports it; a stop in progress ends it quietly)."""
 from __future__ import annotations
 
-from muon_ad_ros.core.thread_priority import lower_current_thread
 from muon_ad_ros.nodes.shutdown import stopping
 
-INFERENCE_NICE_HELP = ("nice value added to the inference threads (the worker and the engine's pool; "
-                       "Linux) so the transport's and the executor's short wake-ups preempt inference "
-                       "instead of queueing behind it (0: same priority as the rest)")
 
-
-def serve_latest(node, what: str, nice: int = 0) -> None:
-    """Run ``node._process(*item)`` on each item of ``node._slot`` until the slot is closed, in this
-    thread lowered by ``nice`` (core/thread_priority.py: inference is throughput work).
+def serve_latest(node, what: str) -> None:
+    """Run ``node._process(*item)`` on each item of ``node._slot`` until the slot is closed.
 
     An exception counts as ``node.counts["errors"]``, becomes ``node._last_problem`` and a throttled
     log line ("stylizing a <what> failed"), except while the process stops: the publisher's context
     is gone then, and there is nothing to report."""
-    lower_current_thread(nice)
     while not node._slot.closed:
         item = node._slot.take(timeout=0.5)
         if item is None:
