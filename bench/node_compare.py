@@ -171,6 +171,45 @@ def dds_rows(run_condition, listener, env, logs, card: Path, rounds: int, second
     return rows
 
 
+ABLATION = (  # (label, node parameters, extra environment of the node and the publisher)
+    ("malloc tuned (default)", [], {}),
+    ("malloc untuned", [], {"MALLOC_TRIM_THRESHOLD_": "131072"}),
+)
+
+
+def ablation_rows(run_condition, listener, env, logs, card: Path, rounds: int, seconds: float, rate: float,
+                  node_args: list[str]) -> list[dict]:
+    """The uint8 model file with the node's malloc tuning on and off, fresh nodes, rounds interleaved. 'malloc untuned' sets glibc's own default trim threshold in the environment, which
+    keep_frame_buffers_mapped leaves alone (the bench's subscriber stays tuned in every row)."""
+    rows = []
+    for k in range(rounds):
+        for label, params, extra in ABLATION:
+            print(f"-- ablation {label} round {k + 1}/{rounds}: {rate:g} Hz for {seconds:g} s", flush=True)
+            row = run_condition(listener, {**env, **extra}, rate, seconds, True, logs,
+                                node_args + ["-p", f"model:={card}"] + params)
+            row.update(label=label, round=k)
+            rows.append(row)
+    return rows
+
+
+def ablation_table(rows: list[dict]) -> list[str]:
+    med = lambda xs: float(np.median(xs))  # noqa: E731
+    lines = ["| node | DDS in p50 / p95 ms | node work p50 / p95 ms | DDS out p50 / p95 ms | node work + transport "
+             "p50 / p95 ms | beyond inference (node) + out, p95 ms | inference p50 ms | VmRSS max MB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for label, _, _ in ABLATION:
+        mine = [r for r in rows if r["label"] == label]
+        q = lambda key, p: med([r[key][p] for r in mine])  # noqa: E731
+        lines.append(f"| {label} | {q('dds_in_ms', 'p50'):.2f} / {q('dds_in_ms', 'p95'):.2f} | "
+                     f"{q('node_work_ms', 'p50'):.2f} / {q('node_work_ms', 'p95'):.2f} | "
+                     f"{q('dds_out_ms', 'p50'):.2f} / {q('dds_out_ms', 'p95'):.2f} | "
+                     f"{q('overhead_ms', 'p50'):.2f} / **{q('overhead_ms', 'p95'):.2f}** | "
+                     f"{q('overhead_two_term_ms', 'p95'):.2f} | "
+                     f"{med([r['node_stages_ms']['inference']['p50'] for r in mine]):.1f} | "
+                     f"{max(r['rss']['max_mb'] for r in mine):.1f} |")
+    return lines
+
+
 def pooled(rows: list[dict], label: str) -> dict:
     """Per-label medians over rounds of the rows' numbers (each row is its own fresh node)."""
     mine = [r for r in rows if r["label"] == label]
@@ -205,7 +244,9 @@ def compare_section(res: dict) -> str:
         "layout, scaling and rounding in the graph, IO binding into the output array), `SessionConfig()` "
         "(threads = physical cores, no spinning, no memory pattern). *Float file, new session*: the float path "
         "with `SessionConfig()`, to tell the session's share from the graph's. Absolute times swing 2x and more "
-        "with the machine's load: read the ratios.", "",
+        "with the machine's load: read the ratios. DDS rows: transport "
+        f"`{res.get('transport', 'FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA')}` (what the launch files give the nodes), "
+        "every node with the malloc thresholds of (3).", "",
         f"**(1) Stages in one process**, before and after interleaved frame by frame ({st['frames']} frames each; "
         "*decode* = Image -> RGB, *encode* = RGB -> Image message, *node work* = everything but inference; "
         f"last frame's largest before/after difference: {st['last_frame_max_level_diff']} level(s)):", "",
@@ -266,6 +307,17 @@ def compare_section(res: dict) -> str:
                   f"({goal:.1f} ms{'' if goal <= 5 else f', {goal - 5:.1f} ms over'}); steady RSS <= 250 MB: "
                   f"**{'met' if a['rss_max_mb'] <= 250 else 'not met'}** (max {a['rss_max_mb']:.1f} MB over the uint8 rows, "
                   f"{250 - a['rss_max_mb']:+.1f} MB margin)."]
+    if res.get("ablation_rows"):
+        lines += [
+            "", f"**(3) What carries the transport's share**: the uint8 file, fresh nodes at {res['rate']:g} Hz, "
+            "with and without `core/malloc_tuning.py` (medians over rounds): glibc's mmap/trim thresholds "
+            "raised so the frame-sized buffers of the DDS sample, the rclpy message and numpy are reused "
+            "instead of faulted in again every frame (a page fault costs microseconds in this VM; ~225 of them "
+            "per buffer). DDS in = the node's per-frame "
+            "`stamp_to_receive`; DDS out = the subscriber's receive time minus the sample's source timestamp; "
+            "*beyond inference (node) + out* sums two per-frame p95s instead of five (a tighter upper bound). "
+            "The bench's subscriber is tuned in every row, its publisher like the node.", "",
+            *ablation_table(res["ablation_rows"])]
     lines += ["", f"Reproduce: `{res['command']}` (JSON: `docs/bench/node_fast_path.json`)."]
     return "\n".join(lines) + "\n"
 
@@ -280,7 +332,8 @@ def main(args, bench, listener, env, logs) -> int:
     load = float(Path("/proc/loadavg").read_text().split()[0])
     res = {"command": " ".join(["python", "bench/bench_node.py"] + sys.argv[1:]), "machine": machine(),
            "frame": f"{bench.WIDTH}x{bench.HEIGHT} rgb8", "loadavg_start": load, "rate": args.rates[0],
-           "seconds": args.seconds, "uint8_variant_made_by_bench": made}
+           "seconds": args.seconds, "uint8_variant_made_by_bench": made,
+           "transport": bench.transport_label(args.transport)}
     try:
         print(f"(1) stages in process, {args.compare_frames} frames each", flush=True)
         res["stages"] = stages(card, bench.load_frames(20), args.compare_frames)
@@ -298,6 +351,9 @@ def main(args, bench, listener, env, logs) -> int:
             res["dds_rows"] = rows
             res["dds"] = {label: pooled(rows, label) for label in ("before", "after")}
             print(json.dumps(res["dds"], indent=1), flush=True)
+            res["ablation_rows"] = ablation_rows(bench.run_condition, listener, env, logs, card, args.rounds,
+                                                 args.seconds, args.rates[0], args.node_args)
+            print("\n".join(ablation_table(res["ablation_rows"])), flush=True)
     finally:
         cleanup(card, made)
     out = args.out or (Path(tempfile.gettempdir()) / "bench_node_fast_path.json" if args.quick

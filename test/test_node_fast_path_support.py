@@ -1,16 +1,15 @@
-"""The node fast path's helpers: the reusable Image payload, inference at a lower priority, and the
-malloc thresholds that keep frame buffers mapped (docs/benchmarks.md, issue 16)."""
+"""The node fast path's helpers: the reusable Image payload and the malloc thresholds that keep frame
+buffers mapped (docs/benchmarks.md, issue 16)."""
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
 
-from muon_ad_ros.core import malloc_tuning, thread_priority
+from muon_ad_ros.core import malloc_tuning
 from muon_ad_ros.core.errors import ImageFormatError
 from muon_ad_ros.core.image_codec import SUPPORTED_ENCODINGS, fields_to_rgb8, rgb8_to_fields
 from muon_ad_ros.nodes import conversions as conv
@@ -59,38 +58,6 @@ def test_a_bad_frame_is_refused_before_the_payload_changes():
     with pytest.raises(ImageFormatError):
         conv.rgb_to_image(np.zeros((4, 4), np.uint8), Header(), "rgb8", payload)
     assert np.array_equal(conv.image_to_rgb(good), _frame(seed=6))
-
-
-needs_thread_nice = pytest.mark.skipif(not thread_priority.supported(),
-                                       reason="per-thread nice values are a Linux feature")
-
-
-@needs_thread_nice
-def test_call_lowered_lowers_the_threads_it_creates_not_the_caller():
-    before = thread_priority.thread_nice()
-    seen = {}
-
-    def make_pool():
-        seen["loader"] = thread_priority.thread_nice()
-        child = threading.Thread(target=lambda: seen.__setitem__("child", thread_priority.thread_nice()))
-        child.start()
-        child.join()
-        return "engine"
-
-    assert thread_priority.call_lowered(make_pool, 3) == "engine"
-    assert seen["loader"] == min(19, before + 3) and seen["child"] == seen["loader"]
-    assert thread_priority.thread_nice() == before
-
-
-def test_call_lowered_passes_errors_and_checks_the_increment():
-    def fail():
-        raise ValueError("bad model")
-
-    with pytest.raises(ValueError, match="bad model"):
-        thread_priority.call_lowered(fail, 2)
-    with pytest.raises(ValueError, match="0..19"):
-        thread_priority.lower_current_thread(25)
-    assert thread_priority.call_lowered(lambda: 7, 0) == 7
 
 
 def _in_fresh_python(code: str, env_extra: dict) -> str:

@@ -365,6 +365,7 @@ def test_diagnostics_report_rates_drops_and_latency(wire):
     assert float(values["stamp_to_publish_p50_ms"]) >= float(values["inference_p50_ms"])
     # per frame stamp->publish = stamp->receive + receive->publish, so the medians cannot cross
     assert float(values["stamp_to_receive_p50_ms"]) <= float(values["stamp_to_publish_p50_ms"])
+    assert 0 <= float(values["beyond_inference_p50_ms"]) <= float(values["stamp_to_publish_p50_ms"])
     assert values["untrained"] in ("true", "false")
     # process start -> first published frame: after the interpreter and the model load, once
     assert 0 < float(values["startup_to_ready_s"]) <= float(values["startup_to_first_frame_s"]) < 600

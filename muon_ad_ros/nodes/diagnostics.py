@@ -13,7 +13,7 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
 STALE_AFTER_S = 5.0
 STAGES = ("queue", "decode", "preprocess", "inference", "postprocess", "temporal", "publish",
-          "receive_to_publish", "stamp_to_publish", "stamp_to_receive")
+          "receive_to_publish", "stamp_to_publish", "stamp_to_receive", "beyond_inference")
 
 
 def _fmt(value: float) -> str:

@@ -35,14 +35,13 @@ from muon_ad_ros.core.rolling_stats import RateMeter, StageTimes
 from muon_ad_ros.core.stereo import STEREO_MODES, StereoConfig, StereoStylizer
 from muon_ad_ros.core.style_spec import describe_style
 from muon_ad_ros.core.stylizer import MAX_SIDE_LIMIT, Stylizer
-from muon_ad_ros.core.thread_priority import call_lowered
 from muon_ad_ros.nodes import conversions as conv
 from muon_ad_ros.nodes.diagnostics import stereo_status
 from muon_ad_ros.nodes.latest_slot import LatestSlot
 from muon_ad_ros.nodes.params import (QOS_RELIABILITY, ParamSpec, check_topic, declare_all, make_on_set_callback,
                                       qos_profile)
 from muon_ad_ros.nodes.shutdown import spin_main
-from muon_ad_ros.nodes.worker import INFERENCE_NICE_HELP, serve_latest
+from muon_ad_ros.nodes.worker import serve_latest
 from muon_ad_ros.nodes.stylize_node import _check_device, _check_style_type
 
 LEFT, RIGHT, DISPARITY = 0, 1, 2
@@ -53,7 +52,6 @@ PARAMS = (
     ParamSpec("device", "cpu", "'cpu' or 'cuda[:N]'", check=_check_device),
     ParamSpec("threads", 0, "CPU threads of the engine (0: the physical cores this process may use)",
               int_range=(0, 256)),
-    ParamSpec("inference_nice", 5, INFERENCE_NICE_HELP, int_range=(0, 19)),
     ParamSpec("style", "", "style name, index or mixture of the model ('' = the first style); changes live",
               dynamic=True, any_type=True, check=_check_style_type),
     ParamSpec("strength", 1.0, "blend of stylized and input image, 0..1; changes live", dynamic=True,
@@ -105,10 +103,9 @@ class StereoStylizeNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__("stereo_stylize_node", **node_kwargs)
         self.params = p = declare_all(self, PARAMS)
-        stylizer = call_lowered(lambda: Stylizer.from_model(   # the engine's pool inherits the nice value
-            p["model"], backend=p["backend"], precision=p["precision"], device=p["device"],
-            threads=p["threads"] or None, max_side=p["max_side"], style=p["style"],
-            strength=p["strength"]), p["inference_nice"])
+        stylizer = Stylizer.from_model(p["model"], backend=p["backend"], precision=p["precision"],
+                                       device=p["device"], threads=p["threads"] or None,
+                                       max_side=p["max_side"], style=p["style"], strength=p["strength"])
         self.stereo = StereoStylizer(stylizer, p["mode"], StereoConfig(max_side=p["stereo_max_side"]))
         self.stylizer = stylizer
         self._style_name = describe_style(stylizer.current_style_weights, stylizer.styles)
@@ -149,8 +146,7 @@ class StereoStylizeNode(Node):
                        "disparity_used": 0}
         self._last_problem = ""
         self._malformed_seen = 0
-        self._worker = threading.Thread(target=serve_latest, args=(self, "pair", p["inference_nice"]),
-                                        name="stereo_worker",
+        self._worker = threading.Thread(target=serve_latest, args=(self, "pair"), name="stereo_worker",
                                         daemon=True)
         self._worker.start()
         self._diag_timer = self.create_timer(p["diagnostics_period"], self._publish_diagnostics)

@@ -35,12 +35,11 @@ from muon_ad_ros.core.image_codec import DEFAULT_MAX_SIDE, MAX_PIXELS, NODE_MAX_
 from muon_ad_ros.core.rolling_stats import RateMeter, StageTimes
 from muon_ad_ros.core.style_spec import describe_style
 from muon_ad_ros.core.stylizer import MAX_SIDE_LIMIT, Stylizer
-from muon_ad_ros.core.thread_priority import call_lowered
 from muon_ad_ros.nodes import conversions as conv
 from muon_ad_ros.nodes.diagnostics import process_age_s, stylize_status
 from muon_ad_ros.nodes.latest_slot import LatestSlot
 from muon_ad_ros.nodes.shutdown import spin_main
-from muon_ad_ros.nodes.worker import INFERENCE_NICE_HELP, serve_latest
+from muon_ad_ros.nodes.worker import serve_latest
 from muon_ad_ros.nodes.params import (COMPRESSED_FORMATS, QOS_RELIABILITY, TRANSPORTS, ParamSpec,
                                       check_topic, declare_all, make_on_set_callback, qos_profile)
 
@@ -67,7 +66,6 @@ PARAMS = (
     ParamSpec("device", "cpu", "'cpu' or 'cuda[:N]'", check=_check_device),
     ParamSpec("threads", 0, "CPU threads of the engine (0: the physical cores this process may use)",
               int_range=(0, 256)),
-    ParamSpec("inference_nice", 5, INFERENCE_NICE_HELP, int_range=(0, 19)),
     ParamSpec("graph_optimization", "all", "onnxruntime graph optimization level", choices=GRAPH_OPTIMIZATION),
     ParamSpec("cpu_arena", True, "onnxruntime CPU memory arena (false: buffers returned after each frame, "
               "slower)"),
@@ -130,12 +128,12 @@ class StylizeNode(Node):
         if (p["output_width"] > 0) != (p["output_height"] > 0):
             raise ConfigError("set both output_width and output_height, or neither")
         resolution = (p["network_width"], p["network_height"]) if p["network_width"] else None
-        self.stylizer = call_lowered(lambda: Stylizer.from_model(   # the engine's pool inherits the nice value
+        self.stylizer = Stylizer.from_model(
             p["model"], backend=p["backend"], precision=p["precision"], device=p["device"],
             threads=p["threads"] or None, resolution=resolution, max_side=p["max_side"],
             style=p["style"], strength=p["strength"], temporal=p["temporal"], io=p["model_io"],
             session=SessionConfig(graph_optimization=p["graph_optimization"], cpu_arena=p["cpu_arena"],
-                                  mem_pattern=p["mem_pattern"])), p["inference_nice"])
+                                  mem_pattern=p["mem_pattern"]))
         self._style_name = self._describe_style()
 
         # Topics: resolve (with remapping) first, so derived names follow a remapped base as in
@@ -166,8 +164,7 @@ class StylizeNode(Node):
         self._malformed_seen = 0
         self.startup_s = float("nan")  # process start -> first frame published
         self.ready_s = float("nan")  # process start -> subscribed (imports, model load included)
-        self._worker = threading.Thread(target=serve_latest, args=(self, "frame", p["inference_nice"]),
-                                        name="stylize_worker",
+        self._worker = threading.Thread(target=serve_latest, args=(self, "frame"), name="stylize_worker",
                                         daemon=True)
         self._worker.start()
         self._diag_timer = self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
@@ -303,7 +300,8 @@ class StylizeNode(Node):
         ms = 1e3
         timings = result.timings
         # stamp -> receive: sensor and transport latency up to the callback (DDS in, when the stamp is
-        # the publish time on this clock), per frame; receive -> publish: the node's own share
+        # the publish time on this clock), per frame; receive -> publish: the node's own share;
+        # beyond inference: stamp -> publish but for the slot wait and inference (what the node adds)
         receive_to_publish = (t3 - t_received) * ms
         stamp_to_publish = (now_ns - conv.stamp_to_ns(header.stamp)) / 1e6
         resize_ms = (t2 - t1) * ms - timings["total"]
@@ -313,7 +311,8 @@ class StylizeNode(Node):
                             "temporal": timings.get("temporal", 0.0),
                             "publish": (t3 - t2) * ms, "receive_to_publish": receive_to_publish,
                             "stamp_to_publish": stamp_to_publish,
-                            "stamp_to_receive": stamp_to_publish - receive_to_publish})
+                            "stamp_to_receive": stamp_to_publish - receive_to_publish,
+                            "beyond_inference": stamp_to_publish - (t0 - t_received) * ms - timings["inference"]})
 
     # -- diagnostics (executor thread, timer) -----------------------------------------------------
     def _publish_diagnostics(self) -> None:
