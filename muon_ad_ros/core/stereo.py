@@ -8,7 +8,7 @@ the left border strip) come from the right view's own stylization:
 
     d_L   = StereoSGBM(left, right) at <= max_side px            (or a given left-view disparity)
             both views padded on the left by the search range     (the left strip gets matched too)
-            holes filled from the farther row neighbour, 5x5 median   (fill_holes, median_px)
+            5x5 median; holes stay holes (or fill_holes)               (median_px)
     d_R   = splat d_L into the right view, nearest surface wins   (x_r = x_l - d_L(x_l))
     seen  = right pixels some left pixel lands on (cracks of one pixel closed)
     right = seen ? left_stylized(x_r + d_R(x_r)) : right_stylized
@@ -54,11 +54,12 @@ class StereoConfig:
     # match (a point the right camera sees has x - d >= 0, inside the real image).
     pad_left: bool = True
     sgbm_mode: str = "sgbm_3way"        # OpenCV StereoSGBM mode: sgbm, sgbm_3way, hh, hh4
-    # Fill SGBM's holes from the farther row neighbour (fill_disparity_holes)? Off, a hole takes the
+    # Fill SGBM's holes from the farther row neighbour (fill_disparity_holes)? Off: a hole takes the
     # right view's own stylization. At 320 px without left padding filling cost more than it gained
-    # (motorcycle, styles_v2: 5.3 -> 7.0); at full size with padding the holes are fewer and mostly
-    # occlusion rims, and filling gains a little (tuning pairs: 3.15 -> 3.05; with the median 3.01).
-    fill_holes: bool = True
+    # (motorcycle, styles_v2: 5.3 -> 7.0); with the defaults it changes the stereo difference by 0.01
+    # (tuning pairs 3.06 -> 3.05) but tears thin structures (handlebars) where the farther neighbour
+    # is wrong, which a viewer sees.
+    fill_holes: bool = False
     median_px: int = 5                  # median filter of the disparity (0 = off, 3 or 5): lone outliers
     soften_px: int = 2                  # seam between warped and own pixels, blurred over this radius
     overlap: bool = True                # disparity in a worker thread while the network runs (stylize_pair)
