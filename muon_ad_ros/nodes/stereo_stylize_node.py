@@ -62,7 +62,7 @@ PARAMS = (
               "larger one counts as malformed", int_range=(1, MAX_PIXELS)),
     ParamSpec("mode", "consistent", "'consistent': right view = stylized left warped by disparity; "
               "'independent': each eye on its own; changes live", dynamic=True, choices=STEREO_MODES),
-    ParamSpec("stereo_max_side", 320, "longer side of the images StereoSGBM runs on (px)",
+    ParamSpec("stereo_max_side", 640, "longer side of the images StereoSGBM runs on (px)",
               int_range=(32, MAX_SIDE_LIMIT)),
     ParamSpec("disparity_topic", "", "stereo_msgs/DisparityImage of the left view (e.g. stereo_image_proc's "
               "'disparity'); '' = compute with StereoSGBM", check=lambda v: check_topic(v) if v else None),
