@@ -203,6 +203,13 @@ def markdown(results: list[dict], timing: list[dict]) -> str:
               f"baseline on {wins[0]}/{n} textures, colour distance on {wins[1]}/{n}.", "",
               "| size | wall s | process CPU s |", "|---|---|---|"]
     lines += [f"| {t['size']} | {t['wall_s']:.0f} | {t['cpu_s']:.0f} |" for t in timing]
+    lines += ["", f"The table is at {results[0]['size']}x{results[0]['size']} (the first timing rows time "
+              f"{results[0]['name']} once per size; the last row is the table's mean). The exemplars are "
+              "80-144 px: the six gimp textures of ../shared/data/textures the student is not trained on, and "
+              "128 px crops (a 256 px corner downscaled 2x) of scikit-image's brick, grass and gravel. The Gram "
+              "network is bench/quality_report.py's seeded random 3-stage CNN at the images' own scale, never "
+              "part of the synthesis loss; ours and the baseline are measured at the same size against the same "
+              "exemplar."]
     return "\n".join(lines) + "\n"
 
 
