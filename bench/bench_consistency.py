@@ -16,7 +16,7 @@ docs/consistency/*.jpg. Every number is measured the same way for every method:
   layered scenes with exact disparity (evaluation/stereo_synth.py, textured with
   ../shared/data/photos), measured too as the tuning-set row (--tuning-pairs).
 
-    python bench/bench_consistency.py [--model default] [--threads 2] [--frames 60] [--only stereo]
+    python bench/bench_consistency.py [--model default] [--threads 2] [--frames 60] [--only stereo|temporal]
 
 vtest.avi (../shared/data/video) is held out from training; the 'sample' sequence (slow pans and
 zooms over scikit-image photos, core.frame_sources.SampleSource) needs no shared data.
@@ -112,7 +112,7 @@ def temporal_latency(model: str, frames: list, repeats: int) -> dict:
             t_stage.append(r.timings["temporal"])
     m_off, m_on = statistics.median(t_off), statistics.median(t_on)
     return {"off_ms": m_off, "on_ms": m_on, "ratio": m_on / m_off, "temporal_stage_ms": statistics.median(t_stage),
-            "frames": len(t_off)}
+            "frames": len(t_off), "loadavg": float(Path("/proc/loadavg").read_text().split()[0])}
 
 
 def strip(model: str, frames: list, out_path: Path) -> None:
@@ -226,27 +226,34 @@ def stereo(model: str, mag, repeats: int, out_path: Path) -> dict:
 
 
 def markdown(payload: dict) -> str:
-    t, lat, s = payload["temporal"], payload["temporal_latency"], payload["stereo"]
     lines = ["## Measured", "",
              f"Model `{payload['model']}`, ONNX Runtime FP32 on {payload['threads']} CPU threads "
              f"({payload['machine']['cpu']}), {payload['machine']['date']}. Reproduce: `{payload['command']}`.", "",
-             "### Temporal (AR video)", "",
-             "Warping error x1e3 at 640x480 (lower is steadier; means over the model's styles and over "
-             "Magenta multistyle's styles #0, #6, #12, #18):", "",
-             "| sequence | frames | ours, temporal off | ours, temporal on | on / off | Magenta multistyle | input (floor) |",
-             "|---|---|---|---|---|---|---|"]
+             ] + temporal_markdown(payload) + stereo_markdown(payload["stereo"])
+    return "\n".join(lines) + "\n"
+
+
+def temporal_markdown(payload: dict) -> list:
+    t, lat = payload["temporal"], payload["temporal_latency"]
+    lines = ["### Temporal (AR video)", ""]
+    if payload.get("temporal_command"):
+        lines += [f"Measured {payload['temporal_date']} by `{payload['temporal_command']}`.", ""]
+    lines += ["Warping error x1e3 at 640x480 (lower is steadier; means over the model's styles and over "
+              "Magenta multistyle's styles #0, #6, #12, #18):", "",
+              "| sequence | frames | ours, temporal off | ours, temporal on | on / off | Magenta multistyle | input (floor) |",
+              "|---|---|---|---|---|---|---|"]
     for name, r in t.items():
         lines.append(f"| {name} | {r['frames']} | {r['ours_off'] * 1e3:.3f} | {r['ours_on'] * 1e3:.3f} | "
                      f"{r['ratio_on_off']:.2f} | {r['magenta_multistyle'] * 1e3:.3f} | {r['input_floor'] * 1e3:.3f} |")
-    lines += ["", f"Time per 640x480 frame (median of {lat['frames']}, interleaved): off {lat['off_ms']:.1f} ms, "
+    load = f", load average {lat['loadavg']:.1f} on the 2 cores" if "loadavg" in lat else ""
+    lines += ["", f"Time per 640x480 frame (median of {lat['frames']}, interleaved{load}): off {lat['off_ms']:.1f} ms, "
               f"on {lat['on_ms']:.1f} ms (**{lat['ratio']:.2f}x**; the `temporal` stage itself "
               f"{lat['temporal_stage_ms']:.1f} ms).", "",
               "![input, temporal off, temporal on](consistency/temporal_strip.jpg)", "",
               "Rows: input, temporal off, temporal on; columns: every 8th frame of vtest.avi around two "
               "walking people (crop, 2x). The walkers carry no trail: where the flow fails on them, the "
-              "occlusion checks leave the network's own output.", "",
-              ] + stereo_markdown(s)
-    return "\n".join(lines) + "\n"
+              "occlusion checks leave the network's own output.", ""]
+    return lines
 
 
 def stereo_markdown(s: dict) -> list:
@@ -285,7 +292,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=60, help="frames per video sequence")
     parser.add_argument("--repeats", type=int, default=30, help="timed frames / pairs")
     parser.add_argument("--docs", default=str(REPO / "docs"))
-    parser.add_argument("--only", choices=("stereo",),
+    parser.add_argument("--only", choices=("stereo", "temporal"),
                         help="measure only this part; the other part's numbers stay as recorded")
     parser.add_argument("--tuning-pairs", type=int, default=TUNING_PAIRS,
                         help="synthetic stereo pairs of the tuning-set row (0: none)")
@@ -295,6 +302,8 @@ def main() -> int:
     mag = magenta()
     if args.only == "stereo":
         return stereo_only(args, docs, mag)
+    if args.only == "temporal":
+        return temporal_only(args, docs, mag)
     seqs = sequences(args.frames)
     print("temporal quality ...")
     temporal = temporal_quality(args.model, seqs, mag)
@@ -353,6 +362,29 @@ def stereo_only(args, docs: Path, mag) -> int:
     page = docs / "consistency.md"
     body = "\n".join(stereo_markdown(st)) + "\n"
     page.write_text(replace_subsection(page.read_text(), "### Stereo (VR)", body))
+    print(body)
+    return 0
+
+
+def temporal_only(args, docs: Path, mag) -> int:
+    """--only temporal: re-measure the temporal part (quality, latency, strip); the stereo part stays."""
+    import json
+
+    seqs = sequences(args.frames)
+    print("temporal quality ...")
+    path = docs / "bench" / "consistency.json"
+    payload = json.loads(path.read_text()) if path.exists() else {}
+    payload["temporal"] = temporal_quality(args.model, seqs, mag)
+    print("temporal latency ...")
+    payload["temporal_latency"] = temporal_latency(args.model, next(iter(seqs.values())), args.repeats)
+    if "vtest.avi (real, held out)" in seqs:
+        strip(args.model, seqs["vtest.avi (real, held out)"], docs / "consistency" / "temporal_strip.jpg")
+    payload.update(temporal_command="python bench/bench_consistency.py " + " ".join(sys.argv[1:]),
+                   temporal_date=machine()["date"])
+    write_json(path, payload)
+    page = docs / "consistency.md"
+    body = "\n".join(temporal_markdown(payload)) + "\n"
+    page.write_text(replace_subsection(page.read_text(), "### Temporal (AR video)", body))
     print(body)
     return 0
 
