@@ -304,16 +304,8 @@ def main() -> int:
         return stereo_only(args, docs, mag)
     if args.only == "temporal":
         return temporal_only(args, docs, mag)
-    seqs = sequences(args.frames)
-    print("temporal quality ...")
-    temporal = temporal_quality(args.model, seqs, mag)
-    first = next(iter(seqs.values()))
-    print("temporal latency ...")
-    latency = temporal_latency(args.model, first, args.repeats)
-    if "vtest.avi (real, held out)" in seqs:
-        strip(args.model, seqs["vtest.avi (real, held out)"], docs / "consistency" / "temporal_strip.jpg")
+    temporal, latency = measure_temporal(args, docs, mag)
     print("stereo ...")
-    (docs / "consistency").mkdir(parents=True, exist_ok=True)
     st = measure_stereo(args, docs, mag)
     from muon_ad_ros.core.model_store import resolve_model
 
@@ -327,6 +319,19 @@ def main() -> int:
     update_markdown_section(page, "## Measured", markdown(payload))
     print(markdown(payload))
     return 0
+
+
+def measure_temporal(args, docs: Path, mag) -> tuple[dict, dict]:
+    """Warping errors and the time per frame, off vs on; the strip of frames around the walkers."""
+    seqs = sequences(args.frames)
+    print("temporal quality ...")
+    quality = temporal_quality(args.model, seqs, mag)
+    print("temporal latency ...")
+    latency = temporal_latency(args.model, next(iter(seqs.values())), args.repeats)
+    if "vtest.avi (real, held out)" in seqs:
+        (docs / "consistency").mkdir(parents=True, exist_ok=True)
+        strip(args.model, seqs["vtest.avi (real, held out)"], docs / "consistency" / "temporal_strip.jpg")
+    return quality, latency
 
 
 def measure_stereo(args, docs: Path, mag) -> dict:
@@ -349,44 +354,36 @@ def replace_subsection(text: str, heading: str, body: str) -> str:
     return "\n".join(lines[:start] + body.rstrip("\n").splitlines() + [""] + lines[end:]).rstrip("\n") + "\n"
 
 
-def stereo_only(args, docs: Path, mag) -> int:
-    """--only stereo: re-measure the stereo part; the recorded temporal numbers and text stay."""
+def record_part(docs: Path, updates: dict, heading: str, body_of) -> int:
+    """An --only run: merge ``updates`` into the recorded JSON and replace the page's ``heading``
+    subsection by ``body_of(payload)`` (markdown lines); the other part's numbers and text stay."""
     import json
 
-    print("stereo ...")
-    st = measure_stereo(args, docs, mag)
     path = docs / "bench" / "consistency.json"
     payload = json.loads(path.read_text()) if path.exists() else {}
-    payload["stereo"] = st
+    payload.update(updates)
     write_json(path, payload)
     page = docs / "consistency.md"
-    body = "\n".join(stereo_markdown(st)) + "\n"
-    page.write_text(replace_subsection(page.read_text(), "### Stereo (VR)", body))
+    body = "\n".join(body_of(payload)) + "\n"
+    page.write_text(replace_subsection(page.read_text(), heading, body))
     print(body)
     return 0
+
+
+def stereo_only(args, docs: Path, mag) -> int:
+    """--only stereo: re-measure the stereo part; the recorded temporal numbers and text stay."""
+    print("stereo ...")
+    st = measure_stereo(args, docs, mag)
+    return record_part(docs, {"stereo": st}, "### Stereo (VR)", lambda payload: stereo_markdown(payload["stereo"]))
 
 
 def temporal_only(args, docs: Path, mag) -> int:
     """--only temporal: re-measure the temporal part (quality, latency, strip); the stereo part stays."""
-    import json
-
-    seqs = sequences(args.frames)
-    print("temporal quality ...")
-    path = docs / "bench" / "consistency.json"
-    payload = json.loads(path.read_text()) if path.exists() else {}
-    payload["temporal"] = temporal_quality(args.model, seqs, mag)
-    print("temporal latency ...")
-    payload["temporal_latency"] = temporal_latency(args.model, next(iter(seqs.values())), args.repeats)
-    if "vtest.avi (real, held out)" in seqs:
-        strip(args.model, seqs["vtest.avi (real, held out)"], docs / "consistency" / "temporal_strip.jpg")
-    payload.update(temporal_command="python bench/bench_consistency.py " + " ".join(sys.argv[1:]),
-                   temporal_date=machine()["date"])
-    write_json(path, payload)
-    page = docs / "consistency.md"
-    body = "\n".join(temporal_markdown(payload)) + "\n"
-    page.write_text(replace_subsection(page.read_text(), "### Temporal (AR video)", body))
-    print(body)
-    return 0
+    quality, latency = measure_temporal(args, docs, mag)
+    updates = {"temporal": quality, "temporal_latency": latency,
+               "temporal_command": "python bench/bench_consistency.py " + " ".join(sys.argv[1:]),
+               "temporal_date": machine()["date"]}
+    return record_part(docs, updates, "### Temporal (AR video)", temporal_markdown)
 
 
 THREADS = 2

@@ -40,14 +40,18 @@ SECTION = "## Node end to end over DDS"
 WIDTH, HEIGHT = 640, 480
 NODE_WORK = ("decode", "preprocess", "postprocess", "publish")  # the node's stages beyond inference
 WARMUP_S = 3.0
-TRANSPORTS = {"profile": {"FASTDDS_DEFAULT_PROFILES_FILE": str(REPO / "config" / "fastdds_images.xml")},
+TRANSPORTS = {"profile": {"FASTDDS_DEFAULT_PROFILES_FILE": "config/fastdds_images.xml"},  # repo-relative
               "large_data": {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}}
 
 
 def transport_label(name: str) -> str:
     """How the docs name a transport (repo-relative: no machine paths in tracked files)."""
-    return ("FASTDDS_DEFAULT_PROFILES_FILE=config/fastdds_images.xml" if name == "profile"
-            else "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA")
+    return " ".join(f"{k}={v}" for k, v in TRANSPORTS[name].items())
+
+
+def transport_env(name: str) -> dict:
+    """The transport's environment, a profile file as an absolute path."""
+    return {k: str(REPO / v) if k.endswith("_PROFILES_FILE") else v for k, v in TRANSPORTS[name].items()}
 
 
 WINDOW = 300  # frames in the node's latency percentiles (core/rolling_stats)  # frames stamped in the first seconds of a run are left out (engine warm-up)
@@ -243,10 +247,11 @@ def summarize(rate, stamps, frames, diagnostics, rss) -> dict:
     #     publisher stamps right before publish()), out = this process's receive minus the sample's
     #     source timestamp (the node's write); percentiles summed
     dds_out = [(r - w) / 1e6 for _, r, w in frames[-WINDOW:]]
-    transport = {q: stages["stamp_to_receive"][q] + pct(dds_out, int(q[1:])) for q in ("p50", "p95")}
+    out_pct = {q: pct(dds_out, int(q[1:])) for q in ("p50", "p95")}
+    transport = {q: stages["stamp_to_receive"][q] + out_pct[q] for q in out_pct}
     # (D) node work + transport with one sum of two per-frame percentiles instead of five: the node's
     #     beyond_inference (stamp -> publish less slot wait and inference: DDS in + all its work) + out
-    tight = {q: stages["beyond_inference"][q] + pct(dds_out, int(q[1:])) for q in ("p50", "p95")}
+    tight = {q: stages["beyond_inference"][q] + out_pct[q] for q in out_pct}
     out = {
         "rate_hz": rate, "published": len(window), "received": len(got), "window_s": span_s,
         "publish_rate_hz": (len(window) - 1) / span_s,
@@ -255,7 +260,7 @@ def summarize(rate, stamps, frames, diagnostics, rss) -> dict:
         "stamp_to_receive_ms": {"p50": pct(lat, 50), "p95": pct(lat, 95), "p99": pct(lat, 99)},
         "beyond_inference_ms": {"p50": pct(beyond, 50), "p95": pct(beyond, 95), "p99": pct(beyond, 99)},
         "node_work_ms": work, "transport_ms": transport,
-        "dds_in_ms": stages["stamp_to_receive"], "dds_out_ms": {q: pct(dds_out, int(q[1:])) for q in ("p50", "p95")},
+        "dds_in_ms": stages["stamp_to_receive"], "dds_out_ms": out_pct,
         "overhead_ms": {q: work[q] + transport[q] for q in ("p50", "p95")},
         "overhead_two_term_ms": tight,
         "node_stages_ms": stages,
@@ -377,7 +382,7 @@ def main() -> int:
     for k in ("FASTDDS_BUILTIN_TRANSPORTS", "FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
         env.pop(k, None)
         os.environ.pop(k, None)
-    transport = TRANSPORTS[args.transport]
+    transport = transport_env(args.transport)
     env.update(transport)
     os.environ.update(transport, ROS_DOMAIN_ID=env["ROS_DOMAIN_ID"])
     listener = Listener()  # after the environment: the transport is chosen at participant creation

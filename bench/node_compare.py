@@ -171,22 +171,23 @@ def dds_rows(run_condition, listener, env, logs, card: Path, rounds: int, second
     return rows
 
 
-ABLATION = (  # (label, node parameters, extra environment of the node and the publisher)
-    ("malloc tuned (default)", [], {}),
-    ("malloc untuned", [], {"MALLOC_TRIM_THRESHOLD_": "131072"}),
+ABLATION = (  # (label, extra environment of the node and the publisher)
+    ("malloc tuned (default)", {}),
+    ("malloc untuned", {"MALLOC_TRIM_THRESHOLD_": "131072"}),
 )
 
 
 def ablation_rows(run_condition, listener, env, logs, card: Path, rounds: int, seconds: float, rate: float,
                   node_args: list[str]) -> list[dict]:
-    """The uint8 model file with the node's malloc tuning on and off, fresh nodes, rounds interleaved. 'malloc untuned' sets glibc's own default trim threshold in the environment, which
+    """The uint8 model file with the node's malloc tuning on and off, fresh nodes, rounds interleaved.
+    'malloc untuned' sets glibc's own default trim threshold in the environment, which
     keep_frame_buffers_mapped leaves alone (the bench's subscriber stays tuned in every row)."""
     rows = []
     for k in range(rounds):
-        for label, params, extra in ABLATION:
+        for label, extra in ABLATION:
             print(f"-- ablation {label} round {k + 1}/{rounds}: {rate:g} Hz for {seconds:g} s", flush=True)
             row = run_condition(listener, {**env, **extra}, rate, seconds, True, logs,
-                                node_args + ["-p", f"model:={card}"] + params)
+                                node_args + ["-p", f"model:={card}"])
             row.update(label=label, round=k)
             rows.append(row)
     return rows
@@ -197,7 +198,7 @@ def ablation_table(rows: list[dict]) -> list[str]:
     lines = ["| node | DDS in p50 / p95 ms | node work p50 / p95 ms | DDS out p50 / p95 ms | node work + transport "
              "p50 / p95 ms | beyond inference (node) + out, p95 ms | inference p50 ms | VmRSS max MB |",
              "|---|---|---|---|---|---|---|---|"]
-    for label, _, _ in ABLATION:
+    for label, _ in ABLATION:
         mine = [r for r in rows if r["label"] == label]
         q = lambda key, p: med([r[key][p] for r in mine])  # noqa: E731
         lines.append(f"| {label} | {q('dds_in_ms', 'p50'):.2f} / {q('dds_in_ms', 'p95'):.2f} | "

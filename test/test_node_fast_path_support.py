@@ -60,10 +60,11 @@ def test_a_bad_frame_is_refused_before_the_payload_changes():
     assert np.array_equal(conv.image_to_rgb(good), _frame(seed=6))
 
 
-def _in_fresh_python(code: str, env_extra: dict) -> str:
+def _in_fresh_python(code: str, env_extra: dict, *args: str) -> str:
+    """stdout of ``code`` in a new interpreter without the caller's MALLOC_* tuning (plus env_extra)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     env.update(env_extra)
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True,
                           check=True).stdout.strip()
 
 
@@ -90,13 +91,7 @@ def test_freed_frame_buffers_stay_mapped_after_tuning():
             "f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
             "frames(60)\n"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-
-    def faults(mode: str) -> int:
-        return int(subprocess.run([sys.executable, "-c", code, mode], env=env, capture_output=True, text=True,
-                                  check=True).stdout)
-
-    tuned, untuned = faults("tuned"), faults("untuned")
+    tuned, untuned = (int(_in_fresh_python(code, {}, mode)) for mode in ("tuned", "untuned"))
     assert untuned >= 60 * 100, untuned        # every frame faults its pages in again
     assert tuned < untuned / 10, (tuned, untuned)
 

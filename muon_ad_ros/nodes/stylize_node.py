@@ -302,17 +302,18 @@ class StylizeNode(Node):
         # stamp -> receive: sensor and transport latency up to the callback (DDS in, when the stamp is
         # the publish time on this clock), per frame; receive -> publish: the node's own share;
         # beyond inference: stamp -> publish but for the slot wait and inference (what the node adds)
+        queue_ms = (t0 - t_received) * ms
         receive_to_publish = (t3 - t_received) * ms
         stamp_to_publish = (now_ns - conv.stamp_to_ns(header.stamp)) / 1e6
         resize_ms = (t2 - t1) * ms - timings["total"]
-        self.times.add_all({"queue": (t0 - t_received) * ms, "decode": (t1 - t0) * ms,
+        self.times.add_all({"queue": queue_ms, "decode": (t1 - t0) * ms,
                             "preprocess": timings["preprocess"], "inference": timings["inference"],
                             "postprocess": timings["postprocess"] + resize_ms,
                             "temporal": timings.get("temporal", 0.0),
                             "publish": (t3 - t2) * ms, "receive_to_publish": receive_to_publish,
                             "stamp_to_publish": stamp_to_publish,
                             "stamp_to_receive": stamp_to_publish - receive_to_publish,
-                            "beyond_inference": stamp_to_publish - (t0 - t_received) * ms - timings["inference"]})
+                            "beyond_inference": stamp_to_publish - queue_ms - timings["inference"]})
 
     # -- diagnostics (executor thread, timer) -----------------------------------------------------
     def _publish_diagnostics(self) -> None:
