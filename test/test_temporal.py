@@ -102,7 +102,8 @@ def test_a_changed_key_or_size_starts_over():
 
 
 @pytest.mark.parametrize("kwargs", [{"blend": 1.0}, {"blend": -0.1}, {"flow_max_side": 4},
-                                    {"dis_preset": "slow"}, {"min_matched": 2.0}])
+                                    {"dis_preset": "slow"}, {"min_matched": 2.0}, {"dis_finest_scale": -1},
+                                    {"dis_finest_scale": 5}, {"dis_refine_iters": -1}])
 def test_bad_config(kwargs):
     with pytest.raises(ConfigError):
         TemporalConfig(**kwargs)

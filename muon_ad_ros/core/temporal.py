@@ -15,11 +15,13 @@ network's own output, so nothing is smeared:
 
 The previous output is the filtered one (a recursive filter: an exponential average along motion
 paths, with per-pixel resets), so the stabilisation does not depend on how far back a pixel was seen.
-Cost at 640x480: two DIS flows at 240x180 plus one remap and one blend at full size.
+Cost at 640x480: two DIS flows at 200x150 (the backward one on a worker thread) plus one remap and
+one blend at full size.
 """
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Hashable, Optional
 
@@ -36,8 +38,14 @@ DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DI
 @dataclass
 class TemporalConfig:
     blend: float = 0.85            # weight of the warped previous output on matched pixels, 0..1
-    flow_max_side: int = 240       # longer side of the frames the flow is computed on (px)
-    dis_preset: str = "medium"     # OpenCV DIS preset: ultrafast | fast | medium (small people need medium)
+    flow_max_side: int = 200       # longer side of the frames the flow is computed on (px)
+    dis_preset: str = "fast"       # OpenCV DIS preset: ultrafast | fast | medium
+    # The presets stop their coarse-to-fine search one pyramid level above the image (fast: two),
+    # i.e. they estimate flow on a grid 2-4x coarser than the frame they are given; small walkers
+    # then get their background's motion and fail the checks. Searching down to the image itself
+    # (scale 0) on a smaller frame is as cheap and follows them (docs/consistency.md, tuning).
+    dis_finest_scale: int = 0      # finest pyramid level DIS searches (0 = the frame itself)
+    dis_refine_iters: int = 1      # variational refinement iterations per level (presets: 5)
     fb_alpha1: float = 0.01        # forward-backward check (Sundaram et al. 2010), in flow-grid pixels
     fb_alpha2: float = 0.25
     photometric_max: float = 0.10  # |gray_t - warped gray_{t-1}| (0..1) above this: flow failed there
@@ -52,6 +60,10 @@ class TemporalConfig:
             raise ConfigError(f"temporal flow_max_side must be >= 16, got {self.flow_max_side}")
         if self.dis_preset not in DIS_PRESETS:
             raise ConfigError(f"dis_preset must be one of {', '.join(DIS_PRESETS)}, got {self.dis_preset!r}")
+        if not 0 <= self.dis_finest_scale <= 4:
+            raise ConfigError(f"dis_finest_scale must be within [0, 4], got {self.dis_finest_scale}")
+        if self.dis_refine_iters < 0:
+            raise ConfigError(f"dis_refine_iters must be >= 0, got {self.dis_refine_iters}")
         if not 0.0 <= self.min_matched <= 1.0:
             raise ConfigError(f"min_matched must be within [0, 1], got {self.min_matched}")
 
@@ -82,6 +94,15 @@ def matched_mask(gray: np.ndarray, prev_gray: np.ndarray, flow_cp: np.ndarray, f
     return m
 
 
+def dis_flow(cfg: TemporalConfig) -> cv2.DISOpticalFlow:
+    """OpenCV DIS from the preset, searching down to ``dis_finest_scale`` with
+    ``dis_refine_iters`` variational refinement iterations."""
+    dis = cv2.DISOpticalFlow_create(DIS_PRESETS[cfg.dis_preset])
+    dis.setFinestScale(cfg.dis_finest_scale)
+    dis.setVariationalRefinementIterations(cfg.dis_refine_iters)
+    return dis
+
+
 class TemporalFilter:
     """The filter's state for one video stream: the previous input (small, gray) and output.
 
@@ -91,7 +112,11 @@ class TemporalFilter:
 
     def __init__(self, config: Optional[TemporalConfig] = None):
         self.config = config or TemporalConfig()
-        self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[self.config.dis_preset])
+        # The two flows are independent: the backward one runs on a worker thread (OpenCV releases
+        # the GIL) with its own DIS instance (one instance is not safe to share between threads).
+        self._dis_forward = dis_flow(self.config)
+        self._dis_backward = dis_flow(self.config)
+        self._worker: Optional[ThreadPoolExecutor] = None
         self.stats = TemporalStats()
         self.reset()
 
@@ -118,8 +143,11 @@ class TemporalFilter:
             out = self._start_over(gray, stylized, key)
             self.stats.timings = {"flow": 0.0, "blend": (time.perf_counter() - t0) * 1e3}
             return out
-        flow_cp = self._dis.calc(gray, prev_gray, None)   # [h,w,2] current -> previous
-        flow_pc = self._dis.calc(prev_gray, gray, None)   # [h,w,2] previous -> current
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="temporal_flow")
+        backward = self._worker.submit(self._dis_backward.calc, prev_gray, gray, None)
+        flow_cp = self._dis_forward.calc(gray, prev_gray, None)   # [h,w,2] current -> previous
+        flow_pc = backward.result()                               # [h,w,2] previous -> current
         mask = matched_mask(gray, prev_gray, flow_cp, flow_pc, cfg)
         t1 = time.perf_counter()
         matched = float(mask.mean())
