@@ -6,7 +6,9 @@
 * The uint8 variant of each exported file (core/uint8_io.py) gives the float path's output to
   within one level, for frames that are resized and frames that fit, with strength blending.
 """
+import dataclasses
 import json
+import platform
 import subprocess
 import sys
 
@@ -152,3 +154,30 @@ def test_session_options_for_a_robot(bundle):
     assert create_engine(files, threads=1).session.get_session_options().intra_op_num_threads == 1
     with pytest.raises(ConfigError, match="graph_optimization"):
         SessionConfig(graph_optimization="max")
+
+
+@dataclasses.dataclass(frozen=True)
+class _DumpingSessionConfig(SessionConfig):
+    """SessionConfig that also writes the graph as optimised by ORT (to see which transformers ran)."""
+    dump: str = ""
+
+    def options(self):
+        options = super().options()
+        options.optimized_model_filepath = self.dump
+        return options
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="ORT's NCHWc blocked layout exists on x86 CPUs only")
+def test_blocked_layout_only_when_asked(tmp_path):
+    import onnx
+
+    files = resolve_model("default")  # the shipped student: channel counts the blocked layout takes
+    domains = {}
+    for blocked in (False, True):
+        config = _DumpingSessionConfig(blocked_layout=blocked, dump=str(tmp_path / f"blocked_{blocked}.onnx"))
+        create_engine(files, io="uint8", session=config)
+        domains[blocked] = {node.domain for node in onnx.load(config.dump).graph.node}
+    assert "com.microsoft.nchwc" in domains[True]
+    assert "com.microsoft.nchwc" not in domains[False]  # the default
+    assert not SessionConfig().blocked_layout
