@@ -375,7 +375,8 @@ def main() -> int:
     args.node_args = args.node_args + [x for kv in args.param for x in ("-p", kv)]
     if args.quick:
         args.seconds, args.memory_seconds, args.no_docs = 10.0, 25.0, True
-    out = args.out or (Path(tempfile.gettempdir()) / "bench_node_quick.json" if args.quick
+    # A run that leaves the docs alone (--quick, --no-docs) leaves their recorded JSON alone too.
+    out = args.out or (Path(tempfile.gettempdir()) / "bench_node_quick.json" if args.no_docs
                        else REPO / "docs" / "bench" / "node.json")
 
     env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(120, 199)), PYTHONUNBUFFERED="1")
