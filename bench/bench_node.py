@@ -478,8 +478,9 @@ def node_section(res: dict) -> str:
         lines.append(f"\nIn this run inference did **not** keep up even at {pr['rate_hz']:g} Hz "
                      f"({pr['drop_rate']:.0%} dropped), so the paced row has slot waits too.")
     p95s = [r["overhead_ms"]["p95"] for r in rows]
-    lines += ["", f"Goal overhead <= 5 ms p95: **{'met' if max(p95s) <= 5 else 'not met'}** (B+C p95 "
-              f"{min(p95s):.1f} to {max(p95s):.1f} ms over the rows; B alone, the node's own work, "
+    lines += ["", f"Goal overhead <= 5 ms p95 at every rate: **{'met' if max(p95s) <= 5 else 'not met'}** (B+C p95 "
+              f"{min(p95s):.1f} to {max(p95s):.1f} ms over the rows, rates past the inference throughput included; the "
+              "goal at 15 Hz over several fresh nodes is in the fast-path section below; B alone, the node's own work, "
               f"{min(r['node_work_ms']['p95'] for r in rows):.1f} to {max(r['node_work_ms']['p95'] for r in rows):.1f} ms)."]
     if mem:
         r = mem["rss"]
