@@ -124,3 +124,39 @@ def test_stylizer_option(tmp_path):
     assert np.array_equal(steady.stylize(frames[2]).image, plain.stylize(frames[2]).image)
     steady.set_temporal(TemporalConfig(blend=0.5))
     assert steady.temporal.config.blend == 0.5
+
+
+def test_flows_run_beside_each_other_and_the_thread_ends_with_the_filter():
+    """The backward flow runs on the filter's worker thread; the result is the sequential one, and a
+    filter that is dropped does not leave its thread behind."""
+    import gc
+    import threading
+
+    frames, _ = panning_sequence(n=5)
+    stylized = flicker(frames)
+    tf = TemporalFilter()
+    outs = [tf.apply(f, s) for f, s in zip(frames, stylized)]
+    seq = TemporalFilter()
+    seq._worker = _Inline()
+    assert all(np.array_equal(a, seq.apply(f, s)) for a, f, s in zip(outs, frames, stylized))
+    assert not all(np.array_equal(a, s) for a, s in zip(outs[1:], stylized[1:]))  # it did filter
+    assert any(t.name.startswith("temporal_flow") for t in threading.enumerate())
+    del tf, seq
+    gc.collect()
+    for t in [t for t in threading.enumerate() if t.name.startswith("temporal_flow")]:
+        t.join(timeout=5)
+    assert not any(t.name.startswith("temporal_flow") for t in threading.enumerate())
+
+
+class _Inline:
+    """Runs what is submitted at once, on the caller's thread (the sequential reference)."""
+
+    class _Done:
+        def __init__(self, value):
+            self.value = value
+
+        def result(self):
+            return self.value
+
+    def submit(self, fn, *args):
+        return self._Done(fn(*args))

@@ -21,6 +21,7 @@ one blend at full size.
 from __future__ import annotations
 
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Hashable, Optional
@@ -145,6 +146,7 @@ class TemporalFilter:
             return out
         if self._worker is None:
             self._worker = ThreadPoolExecutor(1, thread_name_prefix="temporal_flow")
+            weakref.finalize(self, self._worker.shutdown, wait=False)  # a dropped filter ends its thread
         backward = self._worker.submit(self._dis_backward.calc, prev_gray, gray, None)
         flow_cp = self._dis_forward.calc(gray, prev_gray, None)   # [h,w,2] current -> previous
         flow_pc = backward.result()                               # [h,w,2] previous -> current
