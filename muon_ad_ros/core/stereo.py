@@ -19,7 +19,6 @@ Plain OpenCV/numpy: no rclpy.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -28,6 +27,7 @@ import numpy as np
 
 from muon_ad_ros.core.errors import ConfigError, ImageFormatError
 from muon_ad_ros.core.flow import small_gray, warp
+from muon_ad_ros.core.side_worker import SideWorker
 
 STEREO_MODES = ("independent", "consistent")
 SGBM_MODES = {"sgbm": cv2.STEREO_SGBM_MODE_SGBM, "sgbm_3way": cv2.STEREO_SGBM_MODE_SGBM_3WAY,
@@ -212,7 +212,7 @@ class StereoStylizer:
         self.stylizer = stylizer
         self.config = config or StereoConfig()
         self.mode = mode
-        self._executor: Optional[ThreadPoolExecutor] = None   # the disparity's worker (overlap)
+        self._worker = SideWorker("stereo_disparity")   # the disparity's thread (overlap)
 
     @property
     def mode(self) -> str:
@@ -240,7 +240,7 @@ class StereoStylizer:
         job = None
         if consistent:
             args = (left, right, self.config, disparity)
-            job = self._pool().submit(right_disparity, *args) if self.config.overlap else right_disparity(*args)
+            job = self._worker.submit(right_disparity, *args) if self.config.overlap else right_disparity(*args)
         t0 = time.perf_counter()
         left_out = self.stylizer.stylize(left).image
         t1 = time.perf_counter()
@@ -259,11 +259,6 @@ class StereoStylizer:
         if not self.config.overlap:
             timings["total"] += disp_ms
         return StereoResult(left_out, right_out, timings, from_left)
-
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stereo_disparity")
-        return self._executor
 
 
 def right_disparity(left: np.ndarray, right: np.ndarray, cfg: StereoConfig,

@@ -21,8 +21,6 @@ one blend at full size.
 from __future__ import annotations
 
 import time
-import weakref
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Hashable, Optional
 
@@ -31,6 +29,7 @@ import numpy as np
 
 from muon_ad_ros.core.errors import ConfigError
 from muon_ad_ros.core.flow import forward_backward_mask, small_gray, upscale_flow, warp
+from muon_ad_ros.core.side_worker import SideWorker
 
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
@@ -117,7 +116,7 @@ class TemporalFilter:
         # the GIL) with its own DIS instance (one instance is not safe to share between threads).
         self._dis_forward = dis_flow(self.config)
         self._dis_backward = dis_flow(self.config)
-        self._worker: Optional[ThreadPoolExecutor] = None
+        self._worker = SideWorker("temporal_flow")
         self.stats = TemporalStats()
         self.reset()
 
@@ -144,9 +143,6 @@ class TemporalFilter:
             out = self._start_over(gray, stylized, key)
             self.stats.timings = {"flow": 0.0, "blend": (time.perf_counter() - t0) * 1e3}
             return out
-        if self._worker is None:
-            self._worker = ThreadPoolExecutor(1, thread_name_prefix="temporal_flow")
-            weakref.finalize(self, self._worker.shutdown, wait=False)  # a dropped filter ends its thread
         backward = self._worker.submit(self._dis_backward.calc, prev_gray, gray, None)
         flow_cp = self._dis_forward.calc(gray, prev_gray, None)   # [h,w,2] current -> previous
         flow_pc = backward.result()                               # [h,w,2] previous -> current
