@@ -282,8 +282,10 @@ def temporal_markdown(payload: dict) -> list:
         lines.append(f"| {name} | {r['frames']} | {r['ours_off'] * 1e3:.3f} | {r['ours_on'] * 1e3:.3f} | "
                      f"**{r['ratio_on_off']:.2f}** | {prev} | {r['magenta_multistyle'] * 1e3:.3f} | "
                      f"{r['input_floor'] * 1e3:.3f} |")
-    lines += ["", "*Previous flow settings*: `TemporalConfig(flow_max_side=240, dis_preset=\"medium\", "
-              "dis_finest_scale=1, dis_refine_iters=5)`, the filter before DIS searched down to the frame itself."]
+    previous = ", ".join(f"{k}={getattr(PREVIOUS_TEMPORAL, k)!r}"
+                         for k in ("flow_max_side", "dis_preset", "dis_finest_scale", "dis_refine_iters"))
+    lines += ["", f"*Previous flow settings*: `TemporalConfig({previous})`, the filter before DIS searched down "
+              "to the frame itself."]
     load = f", load average {lat['loadavg']:.1f} on the 2 cores" if "loadavg" in lat else ""
     lines += ["", f"Time per 640x480 frame (median of {lat['frames']}, interleaved{load}): off {lat['off_ms']:.1f} ms, "
               f"on {lat['on_ms']:.1f} ms (**{lat['ratio']:.2f}x**; the `temporal` stage itself "
