@@ -17,7 +17,9 @@ the exemplar's local statistics but no copy of its layout. These additions make 
   exemplar (is_grey) is synthesised on the grey axis and its grey levels are transferred exactly;
 * fine statistics: the AD taps are at /8 and /16; the channel mean/std of shallower taps (/2, /4,
   /8; student_loss.stats_loss, as the student's style_stats term) and the colour term's patches
-  hold the output to the exemplar's fine-scale texture (grain, edges, local contrast).
+  hold the output to the exemplar's fine-scale texture (grain, edges, local contrast), and so do
+  the Gram matrices of random filter banks at 1, 1/2 and 1/4 scale (random_filter_grams), drawn
+  anew every step: the 2-16 px contrast the strided teacher sees poorly.
 
 Cost: the self-attention of the AD loss is quadratic in the output's tokens; each step evaluates it
 for a random subset of query tokens (an unbiased sample of the per-token L1 loss) against all keys,
@@ -49,7 +51,8 @@ GRID = 16  # internal sizes are multiples of the deepest tap's stride, so circul
 @dataclass
 class TextureConfig:
     """Hyperparameters of one synthesis (tuned on gimp_leopard / mamurk_* at 256-512 px; stats_weight,
-    colour_patch on gimp_leopard, gimp_bark, gimp_rock, brick, grass at 256 px)."""
+    colour_patch on gimp_leopard, gimp_bark, gimp_rock, brick, grass at 256 px; gram_weight on gimp_bark,
+    brick, gimp_cracked at 256 px)."""
 
     layers: tuple = ("expanded_conv_6/expand", "expanded_conv_13/expand")
     steps: tuple = (100, 50)  # Adam steps per level, coarse (1/2 scale) to fine (full scale)
@@ -65,6 +68,12 @@ class TextureConfig:
     # student's style_stats term does: the fine-scale statistics the AD taps (/8, /16) do not see
     stats_layers: tuple = ("expanded_conv_1/expand", "expanded_conv_3/expand", "expanded_conv_6/expand")
     stats_weight: float = 3.0  # 0: no stats term
+    # second-order statistics of random filters at the pixel scale and 2x, 4x coarser (random_filter_grams):
+    # the grain and the 2-16 px contrast the strided teacher does not see; filters are redrawn every step
+    gram_weight: float = 10.0  # 0: no random-filter term
+    gram_scales: int = 3
+    gram_channels: int = 32
+    gram_kernel: int = 5
     chroma_sigma: float = 1.0  # Gaussian blur of the final chroma (px; 0: none)
     colour_transfer_iterations: int = 30  # final exact palette match (match_colours; 0: none)
     grey_tolerance: float = 2.0 / 255  # an exemplar whose channels agree this closely is grey: grey output
@@ -246,6 +255,37 @@ def pixel_neighbourhoods(img: Tensor, wrap: bool = False, patch: int = 0) -> Ten
     return v.flatten(1).T
 
 
+def random_filter_grams(img: Tensor, ex: Tensor, scales: int, channels: int, kernel: int, wrap: bool,
+                        gen: torch.Generator) -> Tensor:
+    """Mean relative Frobenius distance between the Gram matrices of random ReLU filter responses of
+    img [1,3,H,W] and ex [1,3,h,w], at `scales` pyramid levels (each 2x average-pooled).
+
+    The teacher's first convolution has stride 2 and its taps are deep: it is blind to grain and
+    weak at 2-16 px. A bank of random k x k filters with a rectifier sees the second-order and
+    rectified statistics of every neighbourhood at that scale (Ustyuzhaninov et al. 2016: one random
+    layer is enough to synthesise a texture). New filters are drawn at every call, so over the
+    optimisation the term matches these statistics for random filters in general, not for one bank.
+    The exemplar is filtered without padding (its border is not texture); the output circularly
+    when it wraps, else without padding too."""
+    x, e = img, ex
+    loss, used = img.new_zeros(()), 0
+    for s in range(scales):
+        if s:
+            x, e = F.avg_pool2d(x, 2), F.avg_pool2d(e, 2)
+        if min(e.shape[-2:]) < kernel or min(x.shape[-2:]) < kernel:
+            break
+        w = torch.randn(channels, 3, kernel, kernel, generator=gen).to(img) * (2.0 / (3 * kernel * kernel)) ** 0.5
+        b = torch.randn(channels, generator=gen).to(img) * 0.05
+        r = kernel // 2
+        mean = e.mean(dim=(2, 3), keepdim=True)  # the exemplar's mean colour: the filters see contrast
+        xi = F.pad(x - mean, (r, r, r, r), mode="circular") if wrap else x - mean
+        fx = torch.relu(F.conv2d(xi, w, b)).flatten(2)[0]  # [C,N]
+        fe = torch.relu(F.conv2d(e - mean, w, b)).flatten(2)[0]  # [C,M]
+        gx, ge = fx @ fx.T / fx.shape[1], fe @ fe.T / fe.shape[1]  # [C,C]
+        loss, used = loss + (gx - ge).norm() / (ge.norm() + 1e-8), used + 1
+    return loss / max(1, used)
+
+
 def sample_queries(layers: list[LayerQKV], max_queries: int | None, gen: torch.Generator) -> list[LayerQKV]:
     """The same layers with a random subset of query tokens (keys/values keep every token)."""
     out = []
@@ -328,7 +368,8 @@ def synthesize(exemplar, size: tuple[int, int] = (512, 512), tileable: bool = Fa
         else:
             img = resize(img, osz, wrap=tileable).clamp(0, 1)
         deadline = t0 + budget * sum(costs[:li + 1]) / max(1, sum(costs))
-        img = _optimise(teacher, img, (style, style_maps, ex_pixels), steps, tileable, grey, cfg, gen, deadline, bar)
+        targets = (style, style_maps, ex_pixels, ex_l)
+        img = _optimise(teacher, img, targets, steps, tileable, grey, cfg, gen, deadline, bar)
         last = li == len(levels) - 1
         img = smooth_chroma(img, cfg.chroma_sigma if last else cfg.level_sigma, wrap=tileable, luma=not last)
         if last and grey:
@@ -359,10 +400,11 @@ def _init(ex: Tensor, size: tuple[int, int], cfg: TextureConfig, gen: torch.Gene
 
 def _optimise(teacher, img: Tensor, targets: tuple, steps: int, tileable: bool, grey: bool, cfg: TextureConfig,
               gen: torch.Generator, deadline: float, bar) -> Tensor:
-    """Adam on the pixels of img [1,3,H,W] against AD + tap statistics + colour, with `targets` the
-    exemplar's (AD layers, stats tap maps, pixel neighbourhoods); returns the optimised image.
+    """Adam on the pixels of img [1,3,H,W] against AD + tap statistics + colour + random-filter Grams,
+    with `targets` the exemplar's (AD layers, stats tap maps, pixel neighbourhoods, the image);
+    returns the optimised image.
     `grey`: every step projects the pixels onto the grey axis (a grey exemplar's texture is grey)."""
-    style, style_maps, ex_pixels = targets
+    style, style_maps, ex_pixels, ex_l = targets
     param = img.detach().clone()
     if grey:
         param = param.mean(dim=1, keepdim=True).expand(-1, 3, -1, -1).contiguous()
@@ -394,6 +436,9 @@ def _optimise(teacher, img: Tensor, targets: tuple, steps: int, tileable: bool, 
             if cfg.colour_pixels and pix.shape[0] > cfg.colour_pixels:  # a random sample: sorting is the cost
                 pix = pix.index_select(0, torch.randperm(pix.shape[0], generator=gen)[:cfg.colour_pixels])
             loss = loss + cfg.colour_weight * sliced_wasserstein(pix, ex_pixels, cfg.colour_projections, gen)
+        if cfg.gram_weight:
+            loss = loss + cfg.gram_weight * random_filter_grams(param, ex_l, cfg.gram_scales, cfg.gram_channels,
+                                                                cfg.gram_kernel, tileable, gen)
         loss.backward()
         opt.step()
         sched.step()
