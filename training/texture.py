@@ -75,7 +75,7 @@ class TextureConfig:
     gram_channels: int = 32
     gram_kernel: int = 5
     chroma_sigma: float = 1.0  # Gaussian blur of the final chroma (px; 0: none)
-    colour_transfer_iterations: int = 30  # final exact palette match (match_colours; 0: none)
+    colour_transfer_iterations: int = 100  # final palette match (match_colours; 0: none); 30 had not converged
     grey_tolerance: float = 2.0 / 255  # an exemplar whose channels agree this closely is grey: grey output
     level_sigma: float = 0.8  # Gaussian blur of a coarse level before it is upsampled (its px)
     min_exemplar_side: int = 0  # a smaller exemplar is upscaled for the teacher (tokens to match)
