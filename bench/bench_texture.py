@@ -3,7 +3,8 @@
 On exemplars the student never saw in training (gimp_bark, gimp_cracked, gimp_rock, gimp_wood1,
 gimp_marble1, gimp_ice from ../shared/data/textures; scikit-image's brick, grass, gravel), for each:
 
-* synthesis with --tileable at --size (seed 0, and seed 1 for the copy test);
+* synthesis with --tileable at --size, seeds 0 and 1 (likeness is their mean, against the baseline's seeds
+  0 and 1; seed 1 also for the copy test);
 * seam ratio: mean |difference| across the wrap-around boundary of the 2x2-tiled output over the
   same between neighbouring interior rows/columns (1 = the boundary looks like any other line);
 * not a copy: for 32x32 patches of the output on a grid, the highest normalised cross-correlation
@@ -11,11 +12,13 @@ gimp_marble1, gimp_ice from ../shared/data/textures; scikit-image's brick, grass
   synthesis against the seed-0 one (two independent syntheses share no patch either); the
   shuffled-patch baseline copies the exemplar by construction, but its crops (a third of the
   exemplar's side) are smaller than 32 px, so its 32x32 patches straddle crops and score below 1;
-* likeness: Gram-matrix distance in a seeded random 3-stage CNN (bench/quality_report.py: a
-  network *other* than the mobilenet teacher, at native pixel scale) and Hellinger distance of RGB
-  histograms, each to the exemplar, for the synthesis and for the shuffled-patch baseline (random
-  exemplar crops of a third of its side laid in a grid: right local statistics, seams between
-  crops); lower is better;
+* likeness (bench/texture_measures.py): Gram-matrix distance in networks the synthesis never
+  optimises, Magenta's trained multistyle encoder and a seeded random 3-stage CNN (quality_report),
+  border-free at the images' own pixel scale (and the random CNN with its zero border, the measure
+  before 2026-12-05), and the Hellinger distance of RGB histograms, each to the exemplar, for the
+  synthesis, for the shuffled-patch baseline (random exemplar crops of a third of its side laid in
+  a grid: right local statistics, seams between crops) and, for scale, for the exemplar's own
+  central 75 % and (scikit-image textures) the rest of the photo; lower is better;
 * time: wall and process CPU time of each synthesis (the machine is shared: CPU seconds / cores is
   the better estimate of an idle machine's wall time; absolute times here swing 2x).
 
@@ -23,10 +26,12 @@ Writes docs/bench/texture.json, docs/textures/sheet_*.jpg (contact sheets) and t
 of docs/textures.md.
 
     OMP_NUM_THREADS=1 python bench/bench_texture.py [--size 256] [--names gimp_bark,brick] [--sizes-timing 512]
+        [--set gram_weight=0] (an ablation: TextureConfig fields as JSON) [--outputs DIR] (the PNGs)
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import asdict
@@ -38,7 +43,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, SHARED_DATA, machine, update_markdown_section, write_json  # noqa: E402
-from quality_report import RandomGramNet, colour_hellinger  # noqa: E402
+from quality_report import colour_hellinger  # noqa: E402
+from texture_measures import Likeness, max_ncc, quarters, seam_ratio  # noqa: E402
 
 GIMP = ["gimp_bark", "gimp_cracked", "gimp_rock", "gimp_wood1", "gimp_marble1", "gimp_ice"]
 SKIMAGE = ["brick", "grass", "gravel"]
@@ -59,43 +65,41 @@ def exemplar(name: str) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def held_out_quarters(name: str) -> list[np.ndarray] | None:
+    """A real new sample of the same material at the exemplar's scale: scikit-image's photo
+    downscaled 2x like the exemplar, the three 128 px quarters that do not hold the exemplar (its
+    top-left corner); None for the gimp exemplars (no more of their photo exists)."""
+    if name not in SKIMAGE:
+        return None
+    import skimage.data
+
+    img = cv2.resize(getattr(skimage.data, name)(), (SKIMAGE_SIDE * 2, SKIMAGE_SIDE * 2), interpolation=cv2.INTER_AREA)
+    img = np.stack([img] * 3, -1) if img.ndim == 2 else img
+    return quarters(img)[1:]
+
+
 # -- measures ------------------------------------------------------------------------------------
-def seam_ratio(img: np.ndarray) -> float:
-    """Wrap-around boundary step over the mean interior step (rows and columns together)."""
-    d = img.astype(np.float64)
-    seam = np.abs(d[:, -1] - d[:, 0]).mean() + np.abs(d[-1] - d[0]).mean()
-    inner = np.abs(np.diff(d, axis=1)).mean() + np.abs(np.diff(d, axis=0)).mean()
-    return float(seam / inner)
-
-
-def max_ncc(img: np.ndarray, ref: np.ndarray, patch: int = 32, grid: int = 8) -> float:
-    """Mean over a grid x grid set of patch x patch crops of `img` of their best NCC in `ref`."""
-    g_img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    g_ref = cv2.cvtColor(ref, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    h, w = g_img.shape
-    best = []
-    for y in np.linspace(0, h - patch, grid).astype(int):
-        for x in np.linspace(0, w - patch, grid).astype(int):
-            p = g_img[y:y + patch, x:x + patch]
-            if p.std() < 1e-3:
-                continue
-            best.append(float(cv2.matchTemplate(g_ref, p, cv2.TM_CCOEFF_NORMED).max()))
-    return float(np.mean(best))
-
-
-def gram_distance_native(net: RandomGramNet, a: np.ndarray, b: np.ndarray) -> float:
-    """quality_report's Gram distance at the images' own pixel scale (textures of different sizes
-    are compared feature for feature; `fit` to 256 px would magnify a small exemplar)."""
-    ga, gb = net.grams(a, long_side=None), net.grams(b, long_side=None)
-    return float(np.mean([float((x - y).norm() / (y.norm() + 1e-8)) for x, y in zip(ga, gb)]))
-
-
 def shuffled_baseline(ex: np.ndarray, size: int, seed: int) -> np.ndarray:
     from muon_ad_training.texture import load_exemplar, shuffled_patches
 
     t = load_exemplar(ex)
     out = shuffled_patches(t, (size, size), max(8, min(ex.shape[:2]) // 3), torch.Generator().manual_seed(seed))
     return (out[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def real_sample_likeness(likeness: Likeness, name: str, ex: np.ndarray, syn: np.ndarray, base: np.ndarray) -> dict:
+    """Where a real new sample of the material exists (held_out_quarters): its likeness to the
+    exemplar, and that of ours and the baseline cut into quarters of the same size, each the mean
+    over the quarters. It tells what the measures give a faithful texture that is not the exemplar."""
+    real = held_out_quarters(name)
+    if real is None or syn.shape[0] != 2 * real[0].shape[0]:
+        return {}
+    out = {}
+    for m in ("encoder", "gram"):
+        mean = lambda imgs: float(np.mean([likeness.measure(m, q, ex) for q in imgs]))  # noqa: E731
+        out.update({f"{m}_real_quarters": mean(real), f"{m}_quarters": mean(quarters(syn)),
+                    f"{m}_baseline_quarters": mean(quarters(base))})
+    return out
 
 
 # -- run -----------------------------------------------------------------------------------------
@@ -131,14 +135,23 @@ def main() -> None:
     ap.add_argument("--sizes-timing", default="128,256", help="extra sizes timed on the first texture")
     ap.add_argument("--minutes", type=float, default=None, help="cap per synthesis (default: none)")
     ap.add_argument("--docs", default=str(REPO / "docs"))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                    help="override a TextureConfig field for an ablation, e.g. --set gram_weight=0")
+    ap.add_argument("--outputs", default=None, help="also write every synthesis here as PNG")
     args = ap.parse_args()
     from muon_ad_training.texture import _teacher, TextureConfig, synthesize
+
+    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+    config = TextureConfig(**overrides)
+    out_dir = Path(args.outputs) if args.outputs else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
 
     docs = Path(args.docs)
     (docs / "textures").mkdir(parents=True, exist_ok=True)
     (docs / "bench").mkdir(parents=True, exist_ok=True)
-    teacher = _teacher(TextureConfig().layers, tileable=True)
-    net = RandomGramNet()
+    teacher = _teacher(config.layers, tileable=True)
+    likeness = Likeness()
     names = [n for n in args.names.split(",") if n]
     results, rows = [], []
     for name in names:
@@ -146,21 +159,26 @@ def main() -> None:
 
         def run(seed, size=args.size):
             return synthesize(ex, (size, size), tileable=True, seed=seed, minutes=args.minutes,
-                              progress=False, teacher=teacher)
+                              progress=False, teacher=teacher, config=config)
 
         syn0, wall, cpu = timed(lambda: run(0))
         syn1, wall1, cpu1 = timed(lambda: run(1))
-        base = shuffled_baseline(ex, args.size, 0)
+        base, base1 = shuffled_baseline(ex, args.size, 0), shuffled_baseline(ex, args.size, 1)
         r = dict(name=name, exemplar=list(ex.shape[:2]), size=args.size,
                  seam=seam_ratio(syn0), seam_seed1=seam_ratio(syn1), seam_baseline=seam_ratio(base),
                  ncc_exemplar=max_ncc(syn0, ex), ncc_other_seed=max_ncc(syn1, syn0),
                  ncc_baseline=max_ncc(base, ex),
-                 gram=gram_distance_native(net, syn0, ex), gram_baseline=gram_distance_native(net, base, ex),
-                 hist=colour_hellinger(syn0, ex), hist_baseline=colour_hellinger(base, ex),
+                 **likeness.all(ex, [syn0, syn1], [base, base1]),
+                 hist=float(np.mean([colour_hellinger(s, ex) for s in (syn0, syn1)])),
+                 hist_baseline=float(np.mean([colour_hellinger(b, ex) for b in (base, base1)])),
+                 **real_sample_likeness(likeness, name, ex, syn0, base),
                  seeds_mean_abs_diff=float(np.abs(syn0.astype(int) - syn1.astype(int)).mean()),
                  wall_s=[wall, wall1], cpu_s=[cpu, cpu1])
         print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}, flush=True)
         results.append(r)
+        if out_dir:
+            for seed, img in ((0, syn0), (1, syn1)):
+                cv2.imwrite(str(out_dir / f"{name}_seed{seed}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
         rows.append((name, ex, syn0))
     for i in range(0, len(rows), 3):
         cv2.imwrite(str(docs / "textures" / f"sheet_{i // 3}.jpg"), cv2.cvtColor(sheet(rows[i:i + 3]), cv2.COLOR_RGB2BGR),
@@ -168,11 +186,12 @@ def main() -> None:
     timing = []
     for s in [int(v) for v in args.sizes_timing.split(",") if v]:
         _, wall, cpu = timed(lambda: synthesize(exemplar(names[0]), (s, s), tileable=True, seed=0,
-                                                minutes=args.minutes, progress=False, teacher=teacher))
+                                                minutes=args.minutes, progress=False, teacher=teacher,
+                                                config=config))
         timing.append(dict(size=s, wall_s=wall, cpu_s=cpu))
     timing.append(dict(size=args.size, wall_s=float(np.mean([w for r in results for w in r["wall_s"]])),
                        cpu_s=float(np.mean([c for r in results for c in r["cpu_s"]]))))
-    payload = dict(machine=machine(), threads=torch.get_num_threads(), config=asdict(TextureConfig()),
+    payload = dict(machine=machine(), threads=torch.get_num_threads(), config=asdict(config),
                    results=results, timing=timing)
     write_json(docs / "bench" / "texture.json", payload)
     update_markdown_section(docs / "textures.md", "## Measures", markdown(results, timing))
@@ -187,29 +206,51 @@ def _pair(ours: float, base: float, fmt: str) -> str:
 
 def markdown(results: list[dict], timing: list[dict]) -> str:
     lines = ["## Measures", "", "Produced by `OMP_NUM_THREADS=1 python bench/bench_texture.py --size 256 --sizes-timing 512` "
-             "(raw numbers: docs/bench/texture.json); lower is better, the better of ours / shuffled in bold.", "",
+             "(raw numbers: docs/bench/texture.json); lower is better, the better of ours / shuffled in bold. "
+             "Likeness (bench/texture_measures.py): Gram distance to the exemplar in Magenta's trained multistyle "
+             "encoder and in a seeded random CNN, border-free, and in the random CNN with its zero border (the "
+             "measure before 2026-12-05); each as ours / shuffled (each the mean over seeds 0 and 1, as is the "
+             "colour distance), then the exemplar's own central 75 % (its own pixels: what the measure gives a "
+             "faithful sample of the texture).", "",
              "| texture | seam ratio (ours / shuffled) | NCC to exemplar (ours / seed 1 vs seed 0 / shuffled) "
-             "| Gram dist. (ours / shuffled) | colour Hellinger (ours / shuffled) | seed diff |",
-             "|---|---|---|---|---|---|"]
+             "| Gram, Magenta encoder (ours / shuffled; centre) | Gram, random CNN (ours / shuffled; centre) "
+             "| Gram, random CNN, zero border (ours / shuffled; centre) | colour Hellinger (ours / shuffled) "
+             "| seed diff |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in results:
+        grams = " | ".join(f"{_pair(r[m], r[m + '_baseline'], '.3g')}; {r[m + '_exemplar_centre']:.3g}"
+                           for m in ("encoder", "gram", "gram_padded"))
         lines.append(f"| {r['name']} | {_pair(max(r['seam'], r['seam_seed1']), r['seam_baseline'], '.2f')} "
-                     f"| {r['ncc_exemplar']:.2f} / {r['ncc_other_seed']:.2f} / {r['ncc_baseline']:.2f} "
-                     f"| {_pair(r['gram'], r['gram_baseline'], '.3f')} "
+                     f"| {r['ncc_exemplar']:.2f} / {r['ncc_other_seed']:.2f} / {r['ncc_baseline']:.2f} | {grams} "
                      f"| {_pair(r['hist'], r['hist_baseline'], '.3f')} | {r['seeds_mean_abs_diff']:.1f} |")
     n = len(results)
-    wins = sum(r["gram"] < r["gram_baseline"] for r in results), sum(r["hist"] < r["hist_baseline"] for r in results)
+    wins = {m: sum(r[m] < r[m + "_baseline"] for r in results) for m in ("encoder", "gram", "gram_padded", "hist")}
     worst = max(max(r["seam"], r["seam_seed1"]) for r in results)
-    lines += ["", f"Seam ratio: the worse of seeds 0 and 1 (worst overall {worst:.2f}). Gram distance below the "
-              f"baseline on {wins[0]}/{n} textures, colour distance on {wins[1]}/{n}.", "",
+    lines += ["", f"Seam ratio: the worse of seeds 0 and 1 (worst overall {worst:.2f}). Below the baseline: "
+              f"Magenta-encoder Gram distance on {wins['encoder']}/{n} textures, random-CNN Gram distance on "
+              f"{wins['gram']}/{n} (with the zero border: {wins['gram_padded']}/{n}), colour distance on "
+              f"{wins['hist']}/{n}.", "",
               "| size | wall s | process CPU s |", "|---|---|---|"]
     lines += [f"| {t['size']} | {t['wall_s']:.0f} | {t['cpu_s']:.0f} |" for t in timing]
+    real = [r for r in results if "gram_real_quarters" in r]
+    if real:
+        lines += ["", "A real new sample of the same material, for scale: the rest of scikit-image's photo at the "
+                  "exemplar's scale (three 128 px quarters that do not hold the exemplar), and ours and the baseline "
+                  "cut into 128 px quarters; Gram distance to the exemplar (Magenta encoder / random CNN, "
+                  "border-free), mean over the quarters:", "",
+                  "| texture | real new sample | ours | shuffled |", "|---|---|---|---|"]
+        lines += ["| " + " | ".join([r["name"]] + [f"{r['encoder' + k]:.3f} / {r['gram' + k]:.3f}"
+                                                   for k in ("_real_quarters", "_quarters", "_baseline_quarters")]) + " |"
+                  for r in real]
     lines += ["", f"The table is at {results[0]['size']}x{results[0]['size']} (the first timing rows time "
               f"{results[0]['name']} once per size; the last row is the table's mean). The exemplars are "
               "80-144 px: the six gimp textures of ../shared/data/textures the student is not trained on, and "
-              "128 px crops (a 256 px corner downscaled 2x) of scikit-image's brick, grass and gravel. The Gram "
-              "network is bench/quality_report.py's seeded random 3-stage CNN at the images' own scale, never "
-              "part of the synthesis loss; ours and the baseline are measured at the same size against the same "
-              "exemplar."]
+              "128 px crops (a 256 px corner downscaled 2x) of scikit-image's brick, grass and gravel. Neither "
+              "Gram network is part of the synthesis loss (its random-filter term draws other filters, of "
+              "another shape, at every step); ours and the baseline are measured at the same size against the "
+              "same exemplar. Border-free: unpadded convolutions, every feature sees image pixels only; with the "
+              "zero border a third of an 80 px exemplar's third-stage features see the border, which weighs on a "
+              "small exemplar's statistics and not on a 256 px output's."]
     return "\n".join(lines) + "\n"
 
 

@@ -73,14 +73,16 @@ class RandomGramNet(torch.nn.Module):
         self.convs = torch.nn.ModuleList(layers)
 
     @torch.no_grad()
-    def grams(self, rgb: np.ndarray, long_side: int | None = 256) -> list[torch.Tensor]:
-        """Gram matrices of each stage; the image is first fitted to `long_side` (None: as is)."""
+    def grams(self, rgb: np.ndarray, long_side: int | None = 256, padding: int = 1) -> list[torch.Tensor]:
+        """Gram matrices of each stage; the image is first fitted to `long_side` (None: as is).
+        `padding` 0: no zero border, every feature sees image pixels only (a small image's border
+        otherwise weighs on its statistics: a third of an 80 px image's third-stage features)."""
         rgb = fit(rgb, long_side) if long_side else rgb
         x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()[None] / 255.0
         x = (x - 0.45) / 0.25
         out = []
         for conv in self.convs:
-            x = torch.relu(conv(x))
+            x = torch.relu(torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=padding))
             f = x.flatten(2)[0]  # [C, N]
             out.append(f @ f.T / f.shape[1])
             x = torch.nn.functional.avg_pool2d(x, 2)

