@@ -91,8 +91,12 @@ class RandomGramNet(torch.nn.Module):
 
 def gram_distance(net: RandomGramNet, a: np.ndarray, b: np.ndarray) -> float:
     """Mean relative Frobenius distance between the Gram matrices of two images."""
-    ga, gb = net.grams(a), net.grams(b)
-    return float(np.mean([float((x - y).norm() / (y.norm() + 1e-8)) for x, y in zip(ga, gb)]))
+    return gram_list_distance(net.grams(a), net.grams(b))
+
+
+def gram_list_distance(grams: list[torch.Tensor], reference: list[torch.Tensor]) -> float:
+    """Mean over stages of ||G - G_ref||_F / ||G_ref||_F."""
+    return float(np.mean([float((g - r).norm() / (r.norm() + 1e-8)) for g, r in zip(grams, reference)]))
 
 
 def colour_hellinger(a: np.ndarray, b: np.ndarray, bins: int = 8) -> float:

@@ -21,11 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from quality_report import RandomGramNet
-
-
-def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()[None] / 255.0  # [1,3,H,W]
+from muon_ad_training.data import to_tensor
+from quality_report import RandomGramNet, gram_list_distance
 
 
 class EncoderGramNet:
@@ -56,7 +53,7 @@ class EncoderGramNet:
     def grams(self, rgb: np.ndarray, norms: list | None = None) -> tuple[list[torch.Tensor], list]:
         """Gram matrices [C,C] per stage, and the per-channel (mean, std) used to standardise
         (the image's own when `norms` is None)."""
-        x, grams, used = to_tensor(rgb), [], []
+        x, grams, used = to_tensor(rgb)[None], [], []  # [1,3,H,W] in [0,1]
         for i, (name, stride) in enumerate(self.LAYERS):
             y = F.conv2d(x, self.weights[name], stride=stride)  # unpadded
             mu, sd = (y.mean((2, 3), keepdim=True), y.std((2, 3), keepdim=True)) if norms is None else norms[i]
@@ -68,16 +65,15 @@ class EncoderGramNet:
 
     def distance(self, img: np.ndarray, ref: np.ndarray) -> float:
         g_ref, norms = self.grams(ref)
-        g_img, _ = self.grams(img, norms)
-        return float(np.mean([float((a - b).norm() / (b.norm() + 1e-8)) for a, b in zip(g_img, g_ref)]))
+        return gram_list_distance(self.grams(img, norms)[0], g_ref)
 
 
 def random_gram_distance(net: RandomGramNet, img: np.ndarray, ref: np.ndarray, padding: int = 0) -> float:
     """quality_report's Gram distance at the images' own pixel scale (textures of different sizes
     are compared feature for feature; `fit` to 256 px would magnify a small exemplar). `padding` 0
     (border-free): the network sees only image pixels; 1: its zero border, as quality_report."""
-    ga, gb = net.grams(img, long_side=None, padding=padding), net.grams(ref, long_side=None, padding=padding)
-    return float(np.mean([float((x - y).norm() / (y.norm() + 1e-8)) for x, y in zip(ga, gb)]))
+    return gram_list_distance(net.grams(img, long_side=None, padding=padding),
+                              net.grams(ref, long_side=None, padding=padding))
 
 
 class Likeness:
