@@ -44,7 +44,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, SHARED_DATA, machine, update_markdown_section, write_json  # noqa: E402
 from quality_report import colour_hellinger  # noqa: E402
-from texture_measures import Likeness, max_ncc, quarters, seam_ratio  # noqa: E402
+from texture_measures import Likeness, max_ncc, mean_sem, quarters, seam_ratio  # noqa: E402
 
 GIMP = ["gimp_bark", "gimp_cracked", "gimp_rock", "gimp_wood1", "gimp_marble1", "gimp_ice"]
 SKIMAGE = ["brick", "grass", "gravel"]
@@ -138,7 +138,11 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                     help="override a TextureConfig field for an ablation, e.g. --set gram_weight=0")
     ap.add_argument("--outputs", default=None, help="also write every synthesis here as PNG")
+    ap.add_argument("--seeds", type=int, default=4, help="syntheses per texture (seeds 0..N-1), at least 2")
+    ap.add_argument("--baseline-seeds", type=int, default=8, help="shuffled-patch baselines per texture")
     args = ap.parse_args()
+    if args.seeds < 2 or args.baseline_seeds < 2:
+        ap.error("--seeds and --baseline-seeds must be at least 2 (seed 1 is compared with seed 0)")
     from muon_ad_training.texture import _teacher, TextureConfig, synthesize
 
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
@@ -161,23 +165,25 @@ def main() -> None:
             return synthesize(ex, (size, size), tileable=True, seed=seed, minutes=args.minutes,
                               progress=False, teacher=teacher, config=config)
 
-        syn0, wall, cpu = timed(lambda: run(0))
-        syn1, wall1, cpu1 = timed(lambda: run(1))
-        base, base1 = shuffled_baseline(ex, args.size, 0), shuffled_baseline(ex, args.size, 1)
-        r = dict(name=name, exemplar=list(ex.shape[:2]), size=args.size,
-                 seam=seam_ratio(syn0), seam_seed1=seam_ratio(syn1), seam_baseline=seam_ratio(base),
+        runs = [timed(lambda: run(seed)) for seed in range(args.seeds)]
+        syns = [syn for syn, _, _ in runs]
+        bases = [shuffled_baseline(ex, args.size, seed) for seed in range(args.baseline_seeds)]
+        syn0, syn1, base = syns[0], syns[1], bases[0]
+        r = dict(name=name, exemplar=list(ex.shape[:2]), size=args.size, seeds=args.seeds,
+                 baseline_seeds=args.baseline_seeds,
+                 seam=max(seam_ratio(s) for s in syns), seam_baseline=float(np.mean([seam_ratio(b) for b in bases])),
                  ncc_exemplar=max_ncc(syn0, ex), ncc_other_seed=max_ncc(syn1, syn0),
                  ncc_baseline=max_ncc(base, ex),
-                 **likeness.all(ex, [syn0, syn1], [base, base1]),
-                 hist=float(np.mean([colour_hellinger(s, ex) for s in (syn0, syn1)])),
-                 hist_baseline=float(np.mean([colour_hellinger(b, ex) for b in (base, base1)])),
+                 **likeness.all(ex, syns, bases),
+                 **mean_sem("hist", [colour_hellinger(s, ex) for s in syns]),
+                 **mean_sem("hist_baseline", [colour_hellinger(b, ex) for b in bases]),
                  **real_sample_likeness(likeness, name, ex, syn0, base),
                  seeds_mean_abs_diff=float(np.abs(syn0.astype(int) - syn1.astype(int)).mean()),
-                 wall_s=[wall, wall1], cpu_s=[cpu, cpu1])
+                 wall_s=[w for _, w, _ in runs], cpu_s=[c for _, _, c in runs])
         print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}, flush=True)
         results.append(r)
         if out_dir:
-            for seed, img in ((0, syn0), (1, syn1)):
+            for seed, img in enumerate(syns):
                 cv2.imwrite(str(out_dir / f"{name}_seed{seed}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
         rows.append((name, ex, syn0))
     for i in range(0, len(rows), 3):
@@ -198,9 +204,11 @@ def main() -> None:
     print(markdown(results, timing))
 
 
-def _pair(ours: float, base: float, fmt: str) -> str:
-    """'ours / baseline' with the lower (better) one in bold."""
+def _pair(ours: float, base: float, fmt: str, sems: tuple[float, float] | None = None) -> str:
+    """'ours / baseline' with the lower (better) one in bold; with `sems`, each '±' its standard error."""
     a, b = format(ours, fmt), format(base, fmt)
+    if sems:
+        a, b = f"{a}±{sems[0]:.1g}", f"{b}±{sems[1]:.1g}"
     return f"**{a}** / {b}" if ours < base else (f"{a} / **{b}**" if base < ours else f"{a} / {b}")
 
 
@@ -209,24 +217,26 @@ def markdown(results: list[dict], timing: list[dict]) -> str:
              "(raw numbers: docs/bench/texture.json); lower is better, the better of ours / shuffled in bold. "
              "Likeness (bench/texture_measures.py): Gram distance to the exemplar in Magenta's trained multistyle "
              "encoder and in a seeded random CNN, border-free, and in the random CNN with its zero border (the "
-             "measure before 2026-12-05); each as ours / shuffled (each the mean over seeds 0 and 1, as is the "
-             "colour distance), then the exemplar's own central 75 % (its own pixels: what the measure gives a "
-             "faithful sample of the texture).", "",
+             f"measure before 2026-12-05); each as ours / shuffled, the mean over {results[0]['seeds']} syntheses "
+             f"(seeds 0-{results[0]['seeds'] - 1}) and {results[0]['baseline_seeds']} baselines ± its standard "
+             "error (the colour distance likewise), then the exemplar's own central 75 % (its own pixels: what the "
+             "measure gives a faithful sample of the texture).", "",
              "| texture | seam ratio (ours / shuffled) | NCC to exemplar (ours / seed 1 vs seed 0 / shuffled) "
              "| Gram, Magenta encoder (ours / shuffled; centre) | Gram, random CNN (ours / shuffled; centre) "
              "| Gram, random CNN, zero border (ours / shuffled; centre) | colour Hellinger (ours / shuffled) "
              "| seed diff |",
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
-        grams = " | ".join(f"{_pair(r[m], r[m + '_baseline'], '.3g')}; {r[m + '_exemplar_centre']:.3g}"
-                           for m in ("encoder", "gram", "gram_padded"))
-        lines.append(f"| {r['name']} | {_pair(max(r['seam'], r['seam_seed1']), r['seam_baseline'], '.2f')} "
+        grams = " | ".join(f"{_pair(r[m], r[m + '_baseline'], '.3g', (r[m + '_sem'], r[m + '_baseline_sem']))}; "
+                           f"{r[m + '_exemplar_centre']:.3g}" for m in ("encoder", "gram", "gram_padded"))
+        lines.append(f"| {r['name']} | {_pair(r['seam'], r['seam_baseline'], '.2f')} "
                      f"| {r['ncc_exemplar']:.2f} / {r['ncc_other_seed']:.2f} / {r['ncc_baseline']:.2f} | {grams} "
-                     f"| {_pair(r['hist'], r['hist_baseline'], '.3f')} | {r['seeds_mean_abs_diff']:.1f} |")
+                     f"| {_pair(r['hist'], r['hist_baseline'], '.3f', (r['hist_sem'], r['hist_baseline_sem']))} | {r['seeds_mean_abs_diff']:.1f} |")
     n = len(results)
     wins = {m: sum(r[m] < r[m + "_baseline"] for r in results) for m in ("encoder", "gram", "gram_padded", "hist")}
-    worst = max(max(r["seam"], r["seam_seed1"]) for r in results)
-    lines += ["", f"Seam ratio: the worse of seeds 0 and 1 (worst overall {worst:.2f}). Below the baseline: "
+    worst = max(r["seam"] for r in results)
+    lines += ["", f"Seam ratio: ours the worst of its seeds (worst overall {worst:.2f}), the baseline's the mean. "
+              "Below the baseline (means): "
               f"Magenta-encoder Gram distance on {wins['encoder']}/{n} textures, random-CNN Gram distance on "
               f"{wins['gram']}/{n} (with the zero border: {wins['gram_padded']}/{n}), colour distance on "
               f"{wins['hist']}/{n}.", "",

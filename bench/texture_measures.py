@@ -90,15 +90,22 @@ class Likeness:
         return random_gram_distance(self.random, img, ref, padding=1 if name == "gram_padded" else 0)
 
     def all(self, ex: np.ndarray, syns: list[np.ndarray], bases: list[np.ndarray]) -> dict:
-        """Each measure for ours and the baseline, each the mean over their seeds (one seed's number
-        moves by up to ~25 % on the roughest textures), and for the exemplar's own central 75 % (its
-        own pixels: what the measure gives a faithful sample of this texture)."""
+        """Each measure for ours and the baseline: the mean over their seeds and its standard error
+        (`_sem`; one seed's number moves by up to a factor 3 on some textures: the baseline's crops
+        land on a scratch or not), and for the exemplar's own central 75 % (its own pixels: what the
+        measure gives a faithful sample of this texture)."""
         out = {}
         for name in self.NAMES:
-            out[name] = float(np.mean([self.measure(name, s, ex) for s in syns]))
-            out[name + "_baseline"] = float(np.mean([self.measure(name, b, ex) for b in bases]))
+            for key, imgs in ((name, syns), (name + "_baseline", bases)):
+                out.update(mean_sem(key, [self.measure(name, img, ex) for img in imgs]))
             out[name + "_exemplar_centre"] = self.measure(name, centre_crop(ex), ex)
         return out
+
+
+def mean_sem(key: str, values: list[float]) -> dict:
+    """{key: the mean, key_sem: its standard error (0 for one value)}."""
+    sem = float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+    return {key: float(np.mean(values)), key + "_sem": sem}
 
 
 def centre_crop(img: np.ndarray, keep: float = 0.75) -> np.ndarray:

@@ -11,7 +11,7 @@ pytest.importorskip("onnx", reason="the Magenta encoder's weights are read with 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from texture_measures import (  # noqa: E402
-    EncoderGramNet, RandomGramNet, max_ncc, random_gram_distance, seam_ratio,
+    EncoderGramNet, Likeness, RandomGramNet, max_ncc, mean_sem, random_gram_distance, seam_ratio,
 )
 
 
@@ -54,3 +54,15 @@ def test_seam_ratio_and_copy_measure():
     noise = rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)
     assert max_ncc(noise[16:80, 16:80], noise) > 0.99  # a crop is found in its source
     assert max_ncc(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), noise) < 0.5
+
+
+def test_likeness_reports_means_and_standard_errors_over_seeds():
+    assert mean_sem("x", [1.0, 2.0, 6.0]) == pytest.approx({"x": 3.0, "x_sem": np.sqrt(7.0 / 3.0)})
+    assert mean_sem("x", [0.5]) == {"x": 0.5, "x_sem": 0.0}
+    ex = stripes(64)
+    syns = [stripes(96, phase=p) for p in (0.0, 3.0)]  # the texture itself, two layouts
+    bases = [shuffled_pixels(stripes(96), seed) for seed in (0, 1, 2)]  # its histogram, no structure
+    out = Likeness().all(ex, syns, bases)
+    for name in Likeness.NAMES:
+        assert out[name] < out[name + "_baseline"]
+        assert out[name + "_sem"] >= 0 and out[name + "_baseline_sem"] > 0
