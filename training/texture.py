@@ -81,6 +81,7 @@ class TextureConfig:
     min_exemplar_side: int = 0  # a smaller exemplar is upscaled for the teacher (tokens to match)
     warm_start: str = "noise"  # "noise" | "shuffle" (exemplar patches in random order)
     shuffle_patch: float = 1 / 3  # the shuffled warm start's crops, as a fraction of the exemplar's shorter side
+    shuffle_overlap: float = 1 / 4  # their cross-faded overlap, as a fraction of a crop (feathered_patches)
     noise_std: float = 0.15
     extra: dict = field(default_factory=dict)
 
@@ -147,6 +148,36 @@ def shuffled_patches(exemplar: Tensor, size: tuple[int, int], patch: int, gen: t
         r, c, y, x = i // cols, i % cols, int(ys[i]), int(xs[i])
         out[..., r * patch:(r + 1) * patch, c * patch:(c + 1) * patch] = exemplar[..., y:y + patch, x:x + patch]
     return out[..., :size[0], :size[1]]
+
+
+def feathered_patches(exemplar: Tensor, size: tuple[int, int], patch: int, overlap: int, gen: torch.Generator,
+                      wrap: bool) -> Tensor:
+    """Random patch x patch crops of the exemplar [1,3,h,w] laid every patch - overlap px and
+    cross-faded over the overlap (linear ramps): the shuffled warm start without the hard seams
+    that shuffled_patches leaves (they survive the optimisation: a seam is one pixel step the
+    strided taps hardly see). `wrap`: the canvas is a torus, the last crops fade into the first."""
+    _, _, h, w = exemplar.shape
+    patch = min(patch, h, w)
+    overlap = max(0, min(overlap, patch // 2))
+    stride = patch - overlap
+    ramp = torch.ones(patch)
+    if overlap:
+        ramp[:overlap] = torch.arange(1, overlap + 1) / (overlap + 1)
+        ramp[-overlap:] = ramp[:overlap].flip(0)
+    window = ramp[:, None] * ramp[None, :]  # [p,p]
+    rows, cols = math.ceil(size[0] / stride), math.ceil(size[1] / stride)
+    # wrap: the canvas is the torus itself; else a margin so that the last crops fit whole
+    H, W = size if wrap else (rows * stride + overlap, cols * stride + overlap)
+    acc, wsum = exemplar.new_zeros(1, 3, H, W), exemplar.new_zeros(1, 1, H, W)
+    ys = torch.randint(0, h - patch + 1, (rows * cols,), generator=gen)
+    xs = torch.randint(0, w - patch + 1, (rows * cols,), generator=gen)
+    for i in range(rows * cols):
+        r, c, y, x = i // cols, i % cols, int(ys[i]), int(xs[i])
+        iy = (torch.arange(patch) + r * stride) % H  # only wraps on the torus
+        ix = (torch.arange(patch) + c * stride) % W
+        acc[..., iy[:, None], ix[None, :]] += exemplar[..., y:y + patch, x:x + patch] * window
+        wsum[..., iy[:, None], ix[None, :]] += window
+    return (acc / wsum.clamp_min(1e-6))[..., :size[0], :size[1]]
 
 
 # ----------------------------------------------------------------------------- losses
@@ -390,7 +421,8 @@ def synthesize(exemplar, size: tuple[int, int] = (512, 512), tileable: bool = Fa
 def _init(ex: Tensor, size: tuple[int, int], cfg: TextureConfig, gen: torch.Generator, tileable: bool) -> Tensor:
     """Start image [1,3,H,W]: the exemplar's mean colour plus noise, or shuffled exemplar patches."""
     if cfg.warm_start == "shuffle":
-        return shuffled_patches(ex, size, max(8, round(min(ex.shape[-2:]) * cfg.shuffle_patch)), gen)
+        patch = max(8, round(min(ex.shape[-2:]) * cfg.shuffle_patch))
+        return feathered_patches(ex, size, patch, round(patch * cfg.shuffle_overlap), gen, wrap=tileable)
     # smooth noise (drawn at 1/4 and upsampled): seeds differ in layout, and no pixel speckle is
     # planted that the taps (blind to single-pixel colour noise) would never remove
     mean = ex.mean(dim=(2, 3), keepdim=True)
