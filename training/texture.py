@@ -52,10 +52,10 @@ GRID = 16  # internal sizes are multiples of the deepest tap's stride, so circul
 class TextureConfig:
     """Hyperparameters of one synthesis (tuned on gimp_leopard / mamurk_* at 256-512 px; stats_weight,
     colour_patch on gimp_leopard, gimp_bark, gimp_rock, brick, grass at 256 px; gram_weight on gimp_bark,
-    brick, gimp_cracked at 256 px)."""
+    brick, gimp_cracked at 256 px; the fine level's steps on those and gimp_leopard: docs/textures.md)."""
 
     layers: tuple = ("expanded_conv_6/expand", "expanded_conv_13/expand")
-    steps: tuple = (100, 50)  # Adam steps per level, coarse (1/2 scale) to fine (full scale)
+    steps: tuple = (100, 100)  # Adam steps per level, coarse (1/2 scale) to fine (full scale)
     lr: float = 0.03
     lr_final: float = 0.1  # cosine decay of each level's lr to this fraction
     max_queries: int = 2048  # query tokens per layer per step in the self-attention (None: all)
