@@ -245,8 +245,8 @@ def markdown(results: list[dict], timing: list[dict]) -> str:
     real = [r for r in results if "gram_real_quarters" in r]
     if real:
         lines += ["", "A real new sample of the same material, for scale: the rest of scikit-image's photo at the "
-                  "exemplar's scale (three 128 px quarters that do not hold the exemplar), and ours and the baseline "
-                  "cut into 128 px quarters; Gram distance to the exemplar (Magenta encoder / random CNN, "
+                  "exemplar's scale (three 128 px quarters that do not hold the exemplar), and ours and the baseline (seed 0 "
+                  "of each) cut into 128 px quarters; Gram distance to the exemplar (Magenta encoder / random CNN, "
                   "border-free), mean over the quarters:", "",
                   "| texture | real new sample | ours | shuffled |", "|---|---|---|---|"]
         lines += ["| " + " | ".join([r["name"]] + [f"{r['encoder' + k]:.3f} / {r['gram' + k]:.3f}"
