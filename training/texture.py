@@ -136,26 +136,18 @@ def round_up(n: int, grid: int = GRID) -> int:
 
 
 def shuffled_patches(exemplar: Tensor, size: tuple[int, int], patch: int, gen: torch.Generator) -> Tensor:
-    """The exemplar [1,3,h,w] cut into random patch x patch crops laid in a grid of `size`: the
-    warm start option, and the bench's baseline (right local statistics, seams between crops)."""
-    _, _, h, w = exemplar.shape
-    patch = min(patch, h, w)
-    rows, cols = math.ceil(size[0] / patch), math.ceil(size[1] / patch)
-    out = exemplar.new_empty(1, 3, rows * patch, cols * patch)
-    ys = torch.randint(0, h - patch + 1, (rows * cols,), generator=gen)
-    xs = torch.randint(0, w - patch + 1, (rows * cols,), generator=gen)
-    for i in range(rows * cols):
-        r, c, y, x = i // cols, i % cols, int(ys[i]), int(xs[i])
-        out[..., r * patch:(r + 1) * patch, c * patch:(c + 1) * patch] = exemplar[..., y:y + patch, x:x + patch]
-    return out[..., :size[0], :size[1]]
+    """The exemplar [1,3,h,w] cut into random patch x patch crops laid edge to edge in a grid of
+    `size`: the bench's baseline (right local statistics, seams between crops); feathered_patches
+    without overlap."""
+    return feathered_patches(exemplar, size, patch, 0, gen, wrap=False)
 
 
 def feathered_patches(exemplar: Tensor, size: tuple[int, int], patch: int, overlap: int, gen: torch.Generator,
                       wrap: bool) -> Tensor:
     """Random patch x patch crops of the exemplar [1,3,h,w] laid every patch - overlap px and
-    cross-faded over the overlap (linear ramps): the shuffled warm start without the hard seams
-    that shuffled_patches leaves (they survive the optimisation: a seam is one pixel step the
-    strided taps hardly see). `wrap`: the canvas is a torus, the last crops fade into the first."""
+    cross-faded over the overlap (linear ramps): the shuffled warm start, without the hard seams
+    of edge-to-edge crops (they survive the optimisation: a seam is one pixel step the strided
+    taps hardly see). `wrap`: the canvas is a torus, the last crops fade into the first."""
     _, _, h, w = exemplar.shape
     patch = min(patch, h, w)
     overlap = max(0, min(overlap, patch // 2))
