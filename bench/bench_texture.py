@@ -3,8 +3,8 @@
 On exemplars the student never saw in training (gimp_bark, gimp_cracked, gimp_rock, gimp_wood1,
 gimp_marble1, gimp_ice from ../shared/data/textures; scikit-image's brick, grass, gravel), for each:
 
-* synthesis with --tileable at --size, seeds 0 and 1 (likeness is their mean, against the baseline's seeds
-  0 and 1; seed 1 also for the copy test);
+* synthesis with --tileable at --size, seeds 0..--seeds-1 (likeness, colour and seam over all of them,
+  against --baseline-seeds shuffled-patch baselines; seed 1 against seed 0 for the copy test);
 * seam ratio: mean |difference| across the wrap-around boundary of the 2x2-tiled output over the
   same between neighbouring interior rows/columns (1 = the boundary looks like any other line);
 * not a copy: for 32x32 patches of the output on a grid, the highest normalised cross-correlation
@@ -26,7 +26,8 @@ Writes docs/bench/texture.json, docs/textures/sheet_*.jpg (contact sheets) and t
 of docs/textures.md.
 
     OMP_NUM_THREADS=1 python bench/bench_texture.py [--size 256] [--names gimp_bark,brick] [--sizes-timing 512]
-        [--set gram_weight=0] (an ablation: TextureConfig fields as JSON) [--outputs DIR] (the PNGs)
+        [--seeds 4] [--baseline-seeds 8] [--set gram_weight=0] (an ablation: TextureConfig fields as JSON)
+        [--outputs DIR] (the PNGs)
 """
 from __future__ import annotations
 
