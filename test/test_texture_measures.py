@@ -11,7 +11,8 @@ pytest.importorskip("onnx", reason="the Magenta encoder's weights are read with 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from texture_measures import (  # noqa: E402
-    EncoderGramNet, Likeness, RandomGramNet, max_ncc, mean_sem, random_gram_distance, seam_ratio,
+    EncoderGramNet, Likeness, RandomGramNet, interior_seam_exceedance, line_steps, max_ncc, mean_sem,
+    random_gram_distance, seam_ratio,
 )
 
 
@@ -54,6 +55,20 @@ def test_seam_ratio_and_copy_measure():
     noise = rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)
     assert max_ncc(noise[16:80, 16:80], noise) > 0.99  # a crop is found in its source
     assert max_ncc(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), noise) < 0.5
+
+
+def test_interior_seam_exceedance_counts_lines_that_are_not_seams():
+    rng = np.random.default_rng(1)
+    img = (120 + rng.integers(-4, 5, (64, 64, 3))).astype(np.uint8)  # fine grain: every line alike
+    rows, cols = line_steps(img)
+    assert rows.shape == (64,) and cols.shape == (64,)
+    assert cols[-1] == pytest.approx(np.abs(img[:, -1].astype(float) - img[:, 0]).mean())  # the wrap-around
+    assert interior_seam_exceedance(img, 1.2) == 0.0
+    img[:, 20:22] = 220  # a bright 2 px line: its two edges step far more than the mean line
+    assert interior_seam_exceedance(img, 1.2) == pytest.approx(2 / 63)  # the pairs holding one of them
+    rolled = np.ascontiguousarray(np.roll(img, -22, axis=1))  # its falling edge on the boundary
+    assert seam_ratio(rolled) > 1.2  # flagged, though the tiled image is the same
+    assert interior_seam_exceedance(rolled, seam_ratio(rolled)) <= 1 / 63  # only the rising edge's pairs may step more
 
 
 def test_likeness_reports_means_and_standard_errors_over_seeds():
