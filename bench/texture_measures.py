@@ -10,7 +10,9 @@ and, for fine statistics, banks of random filters drawn anew at every step):
 
 each as the mean over stages of the relative Frobenius distance between Gram matrices, at the
 images' own pixel scale and border-free (unpadded convolutions: a small exemplar's border is not
-texture; with a zero border, a third of an 80 px image's third-stage features would see it).
+texture; with a zero border, a third of an 80 px image's third-stage features would see it), with
+the image measured first shifted to the exemplar's mean colour (mean_aligned: the uncentred Grams
+weigh a shift of one grey level more than any texture difference; colour has its own measure).
 """
 from __future__ import annotations
 
@@ -21,7 +23,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from muon_ad_training.data import to_tensor
 from quality_report import RandomGramNet, gram_list_distance
 
 
@@ -53,7 +54,8 @@ class EncoderGramNet:
     def grams(self, rgb: np.ndarray, norms: list | None = None) -> tuple[list[torch.Tensor], list]:
         """Gram matrices [C,C] per stage, and the per-channel (mean, std) used to standardise
         (the image's own when `norms` is None)."""
-        x, grams, used = to_tensor(rgb)[None], [], []  # [1,3,H,W] in [0,1]
+        x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None] / 255.0  # [1,3,H,W]
+        grams, used = [], []
         for i, (name, stride) in enumerate(self.LAYERS):
             y = F.conv2d(x, self.weights[name], stride=stride)  # unpadded
             mu, sd = (y.mean((2, 3), keepdim=True), y.std((2, 3), keepdim=True)) if norms is None else norms[i]
@@ -84,7 +86,9 @@ class Likeness:
     def __init__(self):
         self.encoder, self.random = EncoderGramNet(), RandomGramNet()
 
-    def measure(self, name: str, img: np.ndarray, ref: np.ndarray) -> float:
+    def measure(self, name: str, img: np.ndarray, ref: np.ndarray, aligned: bool = True) -> float:
+        """`aligned`: img is first shifted to ref's mean colour (mean_aligned)."""
+        img = mean_aligned(img, ref) if aligned else img
         if name == "encoder":
             return self.encoder.distance(img, ref)
         return random_gram_distance(self.random, img, ref, padding=1 if name == "gram_padded" else 0)
@@ -93,13 +97,25 @@ class Likeness:
         """Each measure for ours and the baseline: the mean over their seeds and its standard error
         (`_sem`; one seed's number moves by up to a factor 3 on some textures: the baseline's crops
         land on a scratch or not), and for the exemplar's own central 75 % (its own pixels: what the
-        measure gives a faithful sample of this texture)."""
+        measure gives a faithful sample of this texture). Each mean-aligned (the reported measure) and,
+        as `<key>_raw`, not (the measure before 2026-12-06)."""
         out = {}
-        for name in self.NAMES:
-            for key, imgs in ((name, syns), (name + "_baseline", bases)):
-                out.update(mean_sem(key, [self.measure(name, img, ex) for img in imgs]))
-            out[name + "_exemplar_centre"] = self.measure(name, centre_crop(ex), ex)
+        for aligned, suffix in ((True, ""), (False, "_raw")):
+            for name in self.NAMES:
+                for key, imgs in ((name, syns), (name + "_baseline", bases)):
+                    out.update(mean_sem(key + suffix, [self.measure(name, img, ex, aligned) for img in imgs]))
+                out[name + "_exemplar_centre" + suffix] = self.measure(name, centre_crop(ex), ex, aligned)
         return out
+
+
+def mean_aligned(img: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """img (uint8 RGB) as float32 shifted by a constant per channel to ref's mean colour. The Gram
+    networks' uncentred statistics are dominated by the mean colour: one grey level brighter, which no
+    viewer sees, moves gimp_cracked's distance 3-10x (Magenta encoder 0.11 -> 0.18-0.47, random CNN
+    0.007 -> 0.05-0.06), more than anything that tells two syntheses apart. Colour is measured on its
+    own (the histogram distance); aligned, these measure the texture."""
+    shift = ref.mean(axis=(0, 1), dtype=np.float64) - img.mean(axis=(0, 1), dtype=np.float64)
+    return (img.astype(np.float64) + shift).astype(np.float32)
 
 
 def mean_sem(key: str, values: list[float]) -> dict:

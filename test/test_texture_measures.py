@@ -11,7 +11,7 @@ pytest.importorskip("onnx", reason="the Magenta encoder's weights are read with 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from texture_measures import (  # noqa: E402
-    EncoderGramNet, Likeness, RandomGramNet, interior_seam_exceedance, line_steps, max_ncc, mean_sem,
+    EncoderGramNet, Likeness, RandomGramNet, interior_seam_exceedance, line_steps, max_ncc, mean_aligned, mean_sem,
     random_gram_distance, seam_ratio,
 )
 
@@ -81,3 +81,19 @@ def test_likeness_reports_means_and_standard_errors_over_seeds():
     for name in Likeness.NAMES:
         assert out[name] < out[name + "_baseline"]
         assert out[name + "_sem"] >= 0 and out[name + "_baseline_sem"] > 0
+
+
+def test_likeness_is_measured_at_the_exemplars_mean_colour():
+    ex = stripes(64)
+    tex = stripes(96, phase=5.0)
+    brighter = np.clip(tex.astype(int) + 2, 0, 255).astype(np.uint8)  # two grey levels: unseen by eye
+    aligned = mean_aligned(brighter, ex)
+    assert aligned.dtype == np.float32
+    np.testing.assert_allclose(aligned.mean(axis=(0, 1), dtype=np.float64), ex.mean(axis=(0, 1)), atol=1e-3)
+    likeness = Likeness()
+    for name in Likeness.NAMES:
+        same, shifted = likeness.measure(name, tex, ex), likeness.measure(name, brighter, ex)
+        assert shifted == pytest.approx(same, rel=0.02, abs=1e-5)  # a mean shift alone is not texture
+        assert likeness.measure(name, brighter, ex, aligned=False) > 1.2 * same  # the raw measure sees it
+    out = likeness.all(ex, [tex, brighter], [shuffled_pixels(tex, 0), shuffled_pixels(tex, 1)])
+    assert out["gram_raw"] > out["gram"] and "encoder_baseline_raw_sem" in out
