@@ -178,12 +178,13 @@ def main() -> None:
         syns = [syn for syn, _, _ in runs]
         bases = [shuffled_baseline(ex, args.size, seed) for seed in range(args.baseline_seeds)]
         syn0, syn1, base = syns[0], syns[1], bases[0]
+        seams = [seam_ratio(s) for s in syns]
         r = dict(name=name, exemplar=list(ex.shape[:2]), size=args.size, seeds=args.seeds,
                  baseline_seeds=args.baseline_seeds,
-                 **mean_sem("seam", [seam_ratio(s) for s in syns]), seam_worst=max(seam_ratio(s) for s in syns),
+                 **mean_sem("seam", seams), seam_worst=max(seams),
                  **mean_sem("seam_baseline", [seam_ratio(b) for b in bases]),
                  seam_interior_above=float(np.mean([interior_seam_exceedance(s, SEAM_LIMIT) for s in syns])),
-                 seam_wrap_rank=[interior_seam_exceedance(s, seam_ratio(s)) for s in syns],
+                 seam_wrap_rank=[interior_seam_exceedance(s, seam) for s, seam in zip(syns, seams)],
                  ncc_exemplar=max_ncc(syn0, ex), ncc_other_seed=max_ncc(syn1, syn0),
                  ncc_baseline=max_ncc(base, ex),
                  **likeness.all(ex, syns, bases),

@@ -56,6 +56,12 @@ def fit(rgb: np.ndarray, long_side: int) -> np.ndarray:
 
 
 # -- style statistics ----------------------------------------------------------------------------
+def image_batch(rgb: np.ndarray) -> torch.Tensor:
+    """HxWx3 RGB on the 0-255 scale (uint8, or float: a mean-shifted image may leave that range) ->
+    float32 [1,3,H,W] / 255, contiguous."""
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32))[None] / 255.0
+
+
 class RandomGramNet(torch.nn.Module):
     """Three seeded random conv stages (3x3, ReLU, 2x2 pool); Gram matrices of each stage."""
 
@@ -78,8 +84,7 @@ class RandomGramNet(torch.nn.Module):
         `padding` 0: no zero border, every feature sees image pixels only (a small image's border
         otherwise weighs on its statistics: a third of an 80 px image's third-stage features)."""
         rgb = fit(rgb, long_side) if long_side else rgb
-        x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()[None] / 255.0
-        x = (x - 0.45) / 0.25
+        x = (image_batch(rgb) - 0.45) / 0.25
         out = []
         for conv in self.convs:
             x = torch.relu(torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=padding))

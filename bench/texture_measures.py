@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from quality_report import RandomGramNet, gram_list_distance
+from quality_report import RandomGramNet, gram_list_distance, image_batch
 
 
 class EncoderGramNet:
@@ -54,8 +54,7 @@ class EncoderGramNet:
     def grams(self, rgb: np.ndarray, norms: list | None = None) -> tuple[list[torch.Tensor], list]:
         """Gram matrices [C,C] per stage, and the per-channel (mean, std) used to standardise
         (the image's own when `norms` is None)."""
-        x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None] / 255.0  # [1,3,H,W]
-        grams, used = [], []
+        x, grams, used = image_batch(rgb), [], []  # [1,3,H,W]
         for i, (name, stride) in enumerate(self.LAYERS):
             y = F.conv2d(x, self.weights[name], stride=stride)  # unpadded
             mu, sd = (y.mean((2, 3), keepdim=True), y.std((2, 3), keepdim=True)) if norms is None else norms[i]
@@ -98,7 +97,7 @@ class Likeness:
         (`_sem`; one seed's number moves by up to a factor 3 on some textures: the baseline's crops
         land on a scratch or not), and for the exemplar's own central 75 % (its own pixels: what the
         measure gives a faithful sample of this texture). Each mean-aligned (the reported measure) and,
-        as `<key>_raw`, not (the measure before 2026-12-06)."""
+        as `<key>_raw`, not (the measure until 2026-12-05)."""
         out = {}
         for aligned, suffix in ((True, ""), (False, "_raw")):
             for name in self.NAMES:
