@@ -68,7 +68,8 @@ def _wrap_step_rank(img: np.ndarray) -> float:
     return float(((rows[:-1] < rows[-1]).mean() + (cols[:-1] < cols[-1]).mean()) / 2)
 
 
-TINY = TextureConfig(steps=(4, 3), max_queries=64, colour_projections=8, min_exemplar_side=32)
+# line_lengths 12: the line term runs at the full-scale level (a 48 px segment would not fit these exemplars)
+TINY = TextureConfig(steps=(4, 3), max_queries=64, colour_projections=8, min_exemplar_side=32, line_lengths=(12,))
 
 
 def test_synthesize_tileable_shape_seeds_and_wrap(teachers):

@@ -19,7 +19,11 @@ the exemplar's local statistics but no copy of its layout. These additions make 
   /8; student_loss.stats_loss, as the student's style_stats term) and the colour term's patches
   hold the output to the exemplar's fine-scale texture (grain, edges, local contrast), and so do
   the Gram matrices of random filter banks at 1, 1/2 and 1/4 scale (random_filter_grams), drawn
-  anew every step: the 2-16 px contrast the strided teacher sees poorly.
+  anew every step: the 2-16 px contrast the strided teacher sees poorly;
+* long lines: per orientation, the distribution of the luma's ridges averaged along straight
+  48 px segments is matched to the exemplar's (texture_losses.line_statistics): scratches, cracks
+  and grain that run long and straight in the exemplar do so in the output, where local statistics
+  alone make them short and crinkled.
 
 Cost: the self-attention of the AD loss is quadratic in the output's tokens; each step evaluates it
 for a random subset of query tokens (an unbiased sample of the per-token L1 loss) against all keys,
@@ -44,7 +48,7 @@ from .losses import ad_loss
 from .student_loss import stats_loss
 from .teachers.base import detach_layers
 from .texture_losses import (
-    pixel_neighbourhoods, random_filter_grams, sample_queries, sliced_wasserstein,
+    LineTargets, line_statistics, pixel_neighbourhoods, random_filter_grams, sample_queries, sliced_wasserstein,
 )
 
 MIN_SIDE = 16  # smallest exemplar / output side: below it the /16 tap has no token
@@ -55,7 +59,8 @@ GRID = 16  # internal sizes are multiples of the deepest tap's stride, so circul
 class TextureConfig:
     """Hyperparameters of one synthesis (tuned on gimp_leopard / mamurk_* at 256-512 px; stats_weight,
     colour_patch on gimp_leopard, gimp_bark, gimp_rock, brick, grass at 256 px; gram_weight on gimp_bark,
-    brick, gimp_cracked at 256 px; the fine level's steps on those and gimp_leopard: docs/textures.md)."""
+    brick, gimp_cracked at 256 px; the fine level's steps on those and gimp_leopard; line_weight on gimp_ice,
+    checked on gimp_bark, gimp_cracked, brick, gimp_wood1: docs/textures.md)."""
 
     layers: tuple = ("expanded_conv_6/expand", "expanded_conv_13/expand")
     steps: tuple = (100, 100)  # Adam steps per level, coarse (1/2 scale) to fine (full scale)
@@ -77,6 +82,12 @@ class TextureConfig:
     gram_scales: int = 3
     gram_channels: int = 32
     gram_kernel: int = 5
+    # how long and straight the luma's ridges run (line_statistics): per orientation, the distribution of the
+    # ridges' mean along straight segments of these lengths (px at the exemplar's scale)
+    line_weight: float = 10.0  # 0: no line term
+    line_lengths: tuple = (48,)
+    line_angles: int = 12
+    line_sigma: float = 2.0  # the ridges are the luma minus its Gaussian blur of this sigma (px)
     chroma_sigma: float = 1.0  # Gaussian blur of the final chroma (px; 0: none)
     colour_transfer_iterations: int = 100  # final palette match (match_colours; 0: none); 30 had not converged
     grey_tolerance: float = 2.0 / 255  # an exemplar whose channels agree this closely is grey: grey output
@@ -302,18 +313,20 @@ def synthesize(exemplar, size: tuple[int, int] = (512, 512), tileable: bool = Fa
         bar = tqdm(total=sum(s for *_, s in levels), desc="texture", unit="step")
 
     img = None
-    for li, (_, osz, esz, steps) in enumerate(levels):
+    for li, (scale, osz, esz, steps) in enumerate(levels):
         ex_l = resize(ex, esz, wrap=False)
         with torch.no_grad():
             style = detach_layers(teacher.features(ex_l))
             style_maps = teacher.latent_features_and_maps(ex_l, cfg.stats_layers)[1] if cfg.stats_weight else {}
         ex_pixels = pixel_neighbourhoods(ex_l, patch=cfg.colour_patch)  # [M,9] or [M,3k^2]
+        lines = LineTargets.of(ex_l, [length * scale for length in cfg.line_lengths], cfg.line_angles,
+                               cfg.line_sigma) if cfg.line_weight else None
         if img is None:
             img = _init(ex_l, osz, cfg, gen, tileable)
         else:
             img = resize(img, osz, wrap=tileable).clamp(0, 1)
         deadline = t0 + budget * sum(costs[:li + 1]) / max(1, sum(costs))
-        targets = (style, style_maps, ex_pixels, ex_l)
+        targets = (style, style_maps, ex_pixels, ex_l, lines)
         img = _optimise(teacher, img, targets, steps, tileable, grey, cfg, gen, deadline, bar)
         last = li == len(levels) - 1
         img = smooth_chroma(img, cfg.chroma_sigma if last else cfg.level_sigma, wrap=tileable, luma=not last)
@@ -346,11 +359,11 @@ def _init(ex: Tensor, size: tuple[int, int], cfg: TextureConfig, gen: torch.Gene
 
 def _optimise(teacher, img: Tensor, targets: tuple, steps: int, tileable: bool, grey: bool, cfg: TextureConfig,
               gen: torch.Generator, deadline: float, bar) -> Tensor:
-    """Adam on the pixels of img [1,3,H,W] against AD + tap statistics + colour + random-filter Grams,
-    with `targets` the exemplar's (AD layers, stats tap maps, pixel neighbourhoods, the image);
-    returns the optimised image.
+    """Adam on the pixels of img [1,3,H,W] against AD + tap statistics + colour + random-filter Grams
+    + line statistics, with `targets` the exemplar's (AD layers, stats tap maps, pixel neighbourhoods,
+    the image, LineTargets or None); returns the optimised image.
     `grey`: every step projects the pixels onto the grey axis (a grey exemplar's texture is grey)."""
-    style, style_maps, ex_pixels, ex_l = targets
+    style, style_maps, ex_pixels, ex_l, lines = targets
     param = img.detach().clone()
     if grey:
         param = param.mean(dim=1, keepdim=True).expand(-1, 3, -1, -1).contiguous()
@@ -385,6 +398,9 @@ def _optimise(teacher, img: Tensor, targets: tuple, steps: int, tileable: bool, 
         if cfg.gram_weight:
             loss = loss + cfg.gram_weight * random_filter_grams(param, ex_l, cfg.gram_scales, cfg.gram_channels,
                                                                 cfg.gram_kernel, tileable, gen)
+        if lines is not None and lines.lengths:
+            loss = loss + cfg.line_weight * line_statistics(param, lines, cfg.line_angles, cfg.line_sigma, tileable,
+                                                            gen)
         loss.backward()
         opt.step()
         sched.step()

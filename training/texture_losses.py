@@ -4,11 +4,18 @@ image with the exemplar through a statistic the mobilenet teacher's AD taps (/8,
 * sliced_wasserstein on pixel_neighbourhoods: the distribution of 3x3 colour patches (palette,
   local contrast, grain at the pixel scale);
 * random_filter_grams: second-order statistics of random rectified filters at 1, 1/2, 1/4 scale
-  (the 2-16 px contrast).
+  (the 2-16 px contrast);
+* line_statistics: the distribution of the luma's ridges integrated along long straight segments
+  at each orientation (LineTargets): how long and how straight the exemplar's lines run, which no
+  local statistic holds (gimp_ice's scratches cross the whole exemplar; matched only locally they
+  come out short and crinkled).
 
 sample_queries subsamples the AD loss's query tokens. Shapes: images [1,3,H,W] in [0,1].
 """
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -102,3 +109,93 @@ def sample_queries(layers: list[LayerQKV], max_queries: int | None, gen: torch.G
         idx = torch.randperm(n, generator=gen)[:max_queries].to(x.q.device)
         out.append(LayerQKV(x.name, x.q.index_select(2, idx), x.k, x.v, x.height, x.width))
     return out
+
+
+# ----------------------------------------------------------------------------- long straight lines
+
+
+def ridges(img: Tensor, sigma: float, wrap: bool) -> Tensor:
+    """img [1,3,H,W] -> [1,1,H,W]: the luma minus its Gaussian blur (sigma px): thin bright lines
+    positive, dark ones negative, the slow shading of the surface removed."""
+    y = img.mean(dim=1, keepdim=True)
+    r = max(1, math.ceil(2 * sigma))
+    k = torch.exp(-torch.arange(-r, r + 1, dtype=img.dtype, device=img.device) ** 2 / (2 * sigma ** 2))
+    k = k / k.sum()
+    mode = "circular" if wrap else "replicate"
+    b = F.conv2d(F.pad(y, (r, r, 0, 0), mode=mode), k.view(1, 1, 1, -1))
+    b = F.conv2d(F.pad(b, (0, 0, r, r), mode=mode), k.view(1, 1, -1, 1))
+    return y - b
+
+
+def line_responses(img: Tensor, length: int, angles: int, sigma: float, wrap: bool) -> Tensor:
+    """img [1,3,H,W] -> [angles, N]: the ridges' mean along a straight centred segment of about
+    `length` px at each of `angles` orientations (0 = horizontal, then anticlockwise steps of
+    pi/angles). A long straight bright line scores high at its own orientation all along it; a
+    crinkled or short one scores low at every orientation.
+
+    The segment is built by doubling: 3 px, then the sum of two copies shifted by half its length
+    either way, so log2(length/3) rolls instead of `length`. `wrap`: the image is a torus (N = H*W);
+    else only positions whose segment lies inside at every orientation are kept (N = (H-2e)(W-2e), e the
+    largest half-extent)."""
+    r = ridges(img, sigma, wrap)  # [1,1,H,W]
+    doublings = max(0, round(math.log2(max(3, length) / 3)))
+    out, extents = [], []
+    for a in range(angles):
+        theta = math.pi * a / angles
+        dy, dx = -math.sin(theta), math.cos(theta)  # image rows grow downwards
+        step = (round(dy), round(dx))
+        acc = r + torch.roll(r, step, dims=(2, 3)) + torch.roll(r, (-step[0], -step[1]), dims=(2, 3))
+        n, extent = 3, max(abs(step[0]), abs(step[1]))
+        for _ in range(doublings):
+            sy, sx = round(n * dy / 2), round(n * dx / 2)
+            acc = torch.roll(acc, (sy, sx), dims=(2, 3)) + torch.roll(acc, (-sy, -sx), dims=(2, 3))
+            n, extent = 2 * n, extent + max(abs(sy), abs(sx))
+        out.append(acc[0, 0] / n)
+        extents.append(extent)
+    out = torch.stack(out)  # [A,H,W]
+    if not wrap:  # the same positions at every orientation: those the longest reach leaves inside
+        e = max(extents)
+        out = out[:, e:out.shape[-2] - e, e:out.shape[-1] - e]
+    return out.flatten(1)
+
+
+@dataclass
+class LineTargets:
+    """The exemplar's line statistics at one level: per length, its sorted responses [angles, M]
+    and their overall std (the loss's scale)."""
+
+    lengths: tuple
+    sorted_responses: list
+    scales: list
+
+    @classmethod
+    def of(cls, ex: Tensor, lengths, angles: int, sigma: float, min_valid: int = 16) -> "LineTargets":
+        """Lengths (px) whose segment leaves the exemplar fewer than min_valid px of positions per
+        side are skipped (too few samples to say how lines run at that length)."""
+        kept, sorted_responses, scales = [], [], []
+        with torch.no_grad():
+            for length in lengths:
+                length = int(round(length))
+                if length < 3 or min(ex.shape[-2:]) - length < min_valid:
+                    continue
+                resp = line_responses(ex, length, angles, sigma, wrap=False)  # [A,M]
+                kept.append(length)
+                sorted_responses.append(resp.sort(dim=1).values)
+                scales.append(float(resp.std()) + 1e-8)
+        return cls(tuple(kept), sorted_responses, scales)
+
+
+def line_statistics(img: Tensor, targets: LineTargets, angles: int, sigma: float, wrap: bool,
+                    gen: torch.Generator, max_samples: int = 16384) -> Tensor:
+    """Mean over lengths and orientations of the 1-D Wasserstein-1 distance between the output's
+    line responses and the exemplar's, in units of the exemplar's response std. Matched per
+    orientation, so the exemplar's dominant directions are kept; the distribution's upper tail is
+    its long straight lines. A random sample of `max_samples` positions keeps the sort cheap."""
+    loss = img.new_zeros(())
+    for length, ref, scale in zip(targets.lengths, targets.sorted_responses, targets.scales):
+        resp = line_responses(img, length, angles, sigma, wrap)  # [A,N]
+        if resp.shape[1] > max_samples:
+            resp = resp.index_select(1, torch.randperm(resp.shape[1], generator=gen)[:max_samples].to(img.device))
+        x = resp.sort(dim=1).values  # [A,N]
+        loss = loss + (x - quantiles_at(ref.T, x.shape[1]).T).abs().mean() / scale
+    return loss / max(1, len(targets.lengths))
