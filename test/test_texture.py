@@ -185,3 +185,21 @@ def test_grey_exemplar_gives_a_grey_output_with_its_grey_levels(teachers):
     col = synthesize(ex, (48, 48), tileable=True, seed=0, minutes=None, progress=False, config=TINY,
                      teacher=teachers[1])
     assert np.abs(col[..., 0].astype(int) - col[..., 2].astype(int)).mean() > 20
+
+
+def test_progress_callback_sees_every_step_and_can_stop_the_synthesis(teachers):
+    ex, calls = _exemplar(), []
+    synthesize(ex, (32, 32), tileable=True, seed=0, minutes=None,
+               progress=lambda done, total: calls.append((done, total)), config=TINY, teacher=teachers[1])
+    assert calls == [(i, 7) for i in range(1, 8)]  # steps (4, 3): one call per step, in order
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_two(done, total):
+        if done == 2:
+            raise Stop
+
+    with pytest.raises(Stop):  # a node's cancel request ends the synthesis between two steps
+        synthesize(ex, (32, 32), tileable=True, seed=0, minutes=None, progress=stop_at_two, config=TINY,
+                   teacher=teachers[1])

@@ -258,6 +258,33 @@ def match_grey(img: Tensor, ex: Tensor) -> Tensor:
 # ----------------------------------------------------------------------------- synthesis
 
 
+class Progress:
+    """Steps done, shown as a tqdm bar (`progress` True: the command line), passed to a callback
+    `progress(done, total)` (a ROS node's action feedback; it may raise to stop the synthesis), or
+    dropped (False)."""
+
+    def __init__(self, progress, total: int):
+        self.total, self.done, self.bar, self.callback = total, 0, None, None
+        if callable(progress):
+            self.callback = progress
+        elif progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc="texture", unit="step")
+
+    def update(self, steps: int, note: str = "") -> None:
+        self.done += steps
+        if self.bar is not None:
+            self.bar.update(steps)
+            self.bar.set_postfix_str(note)
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _teacher(layers, tileable: bool):
     from .teachers.mobilenet import MobileNetTeacher
 
@@ -280,14 +307,15 @@ def _levels(size: tuple[int, int], ex_size: tuple[int, int], cfg: TextureConfig)
 
 
 def synthesize(exemplar, size: tuple[int, int] = (512, 512), tileable: bool = False, seed: int = 0,
-               minutes: float | None = 5.0, progress: bool = True, config: TextureConfig | None = None,
+               minutes: float | None = 5.0, progress=True, config: TextureConfig | None = None,
                teacher=None) -> np.ndarray:
     """A new texture of `size` (H, W) like `exemplar` (path or RGB array) -> uint8 [H,W,3] RGB.
 
     `tileable`: the result tiles without a seam. `seed` changes the result (noise, query and
     projection sampling). `minutes` caps the wall time (levels are cut short when the machine is
-    slower than planned; None: run every planned step). `teacher`: a MobileNetTeacher to reuse
-    (its pad_mode must match `tileable`), else one is built.
+    slower than planned; None: run every planned step). `progress`: a progress bar (True), none
+    (False), or a callback(steps done, steps planned) after every step (Progress). `teacher`: a
+    MobileNetTeacher to reuse (its pad_mode must match `tileable`), else one is built.
     """
     cfg = config or TextureConfig()
     cfg.validate()
@@ -306,11 +334,7 @@ def synthesize(exemplar, size: tuple[int, int] = (512, 512), tileable: bool = Fa
     levels = _levels((h_out, w_out), tuple(ex.shape[-2:]), cfg)
     costs = [s * osz[0] * osz[1] for _, osz, _, s in levels]
     t0, budget = time.perf_counter(), (minutes * 60.0 if minutes is not None else math.inf)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=sum(s for *_, s in levels), desc="texture", unit="step")
+    bar = Progress(progress, sum(s for *_, s in levels))
 
     img = None
     for li, (scale, osz, esz, steps) in enumerate(levels):
@@ -334,8 +358,7 @@ def synthesize(exemplar, size: tuple[int, int] = (512, 512), tileable: bool = Fa
             img = match_grey(img, ex_l)
         elif last and cfg.colour_transfer_iterations:
             img = match_colours(img, ex_l, cfg.colour_transfer_iterations, gen)
-    if bar is not None:
-        bar.close()
+    bar.close()
     if tileable:  # the whole canvas is one period
         out = resize(img, (h_out, w_out), wrap=True)
     else:  # the canvas was magnified and rounded up to the grid: crop, then back to the asked size
@@ -358,7 +381,7 @@ def _init(ex: Tensor, size: tuple[int, int], cfg: TextureConfig, gen: torch.Gene
 
 
 def _optimise(teacher, img: Tensor, targets: tuple, steps: int, tileable: bool, grey: bool, cfg: TextureConfig,
-              gen: torch.Generator, deadline: float, bar) -> Tensor:
+              gen: torch.Generator, deadline: float, bar: "Progress") -> Tensor:
     """Adam on the pixels of img [1,3,H,W] against AD + tap statistics + colour + random-filter Grams
     + line statistics, with `targets` the exemplar's (AD layers, stats tap maps, pixel neighbourhoods,
     the image, LineTargets or None); returns the optimised image.
@@ -376,9 +399,7 @@ def _optimise(teacher, img: Tensor, targets: tuple, steps: int, tileable: bool, 
     h, w = param.shape[-2:]
     for step in range(steps):
         if time.perf_counter() > deadline:
-            if bar is not None:
-                bar.update(steps - step)
-                bar.set_postfix_str("time cap reached")
+            bar.update(steps - step, note="time cap reached")
             break
         opt.zero_grad(set_to_none=True)
         x = param
@@ -408,7 +429,5 @@ def _optimise(teacher, img: Tensor, targets: tuple, steps: int, tileable: bool, 
             if grey:
                 param.copy_(param.mean(dim=1, keepdim=True).expand_as(param))
             param.clamp_(0.0, 1.0)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        bar.update(1, note=f"loss={float(loss.detach()):.4f}")
     return param.detach()
