@@ -10,7 +10,7 @@ SHARED ?= $(or $(MUON_AD_SHARED),../shared)
 ROS2_TOOLS := $(SHARED)/ros2-tools
 COLCON := colcon-core colcon-ros colcon-python-setup-py colcon-bash colcon-package-selection
 
-.PHONY: setup ros2-tools demo test bench clean
+.PHONY: setup interfaces ros2-tools demo test bench clean
 
 $(STAMP): setup.py package.xml
 	python3 -m venv $(VENV)
@@ -19,7 +19,13 @@ $(STAMP): setup.py package.xml
 	$(PY) -m pip install --quiet -e '.[ros,train,test]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) interfaces
+
+# muon_ad_interfaces (texture_node's SynthesizeTexture action), generated with the wheels' rosidl
+# tooling into the venv (cmake, make and a C compiler; without them it is skipped with a note).
+# After ros2-tools: its install.sh stops when the wheels' CMake paths it rewrites were already rewritten.
+interfaces: $(STAMP) ros2-tools
+	interfaces/build.sh $(VENV)
 
 demo: $(STAMP)
 	$(VENV)/bin/muon-ad demo
@@ -30,7 +36,7 @@ ros2-tools: $(STAMP)
 		$(ROS2_TOOLS)/install.sh $(VENV) && $(PY) -m pip install --quiet $(COLCON); \
 	else echo "no $(ROS2_TOOLS): the ros2 launch / CLI / colcon tests will be skipped"; fi
 
-test: $(STAMP) ros2-tools
+test: $(STAMP) interfaces ros2-tools
 	$(PY) -m pytest
 
 clean:

@@ -104,6 +104,7 @@ setup(
             "stereo_stylize_node = muon_ad_ros.nodes.stereo_stylize_node:main",
             "image_source_node = muon_ad_ros.nodes.image_source_node:main",
             "recorder_node = muon_ad_ros.nodes.recorder_node:main",
+            "texture_node = muon_ad_ros.nodes.texture_node:main",
             "muon-ad = muon_ad_ros.cli:main",
             "muon-ad-train = muon_ad_training.cli:main",
         ],

@@ -8,7 +8,8 @@ import pytest
 
 pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 
-NODES = ["stylize_node", "stereo_stylize_node", "stylize_lifecycle_node", "image_source_node", "recorder_node"]
+NODES = ["stylize_node", "stereo_stylize_node", "stylize_lifecycle_node", "image_source_node", "recorder_node",
+         "texture_node"]
 
 
 def test_stylize_node_help_from_the_command_line():
@@ -37,3 +38,13 @@ def test_help_after_ros_args_is_not_ours():
 
     assert not print_help_if_asked("stylize_node", "", PARAMS, ["--ros-args", "-p", "style:=--help"])
     assert not print_help_if_asked("stylize_node", "", PARAMS, [])
+
+
+def test_texture_node_without_its_interfaces_is_one_line_and_status_2():
+    """A checkout where interfaces/build.sh could not run (no cmake or compiler): texture_node says so."""
+    code = ("import sys; sys.modules['muon_ad_interfaces'] = None; "  # an import of it now fails
+            "from muon_ad_ros.nodes.texture_node import main; sys.exit(main([]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "muon_ad_interfaces package is not built" in proc.stderr and "make interfaces" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -27,8 +27,8 @@ from _ros_helpers import random_domain_id
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-EXECUTABLES = {"stylize_node", "stylize_lifecycle_node", "image_source_node", "recorder_node", "muon-ad",
-               "muon-ad-train"}
+EXECUTABLES = {"stylize_node", "stylize_lifecycle_node", "image_source_node", "recorder_node", "texture_node",
+               "muon-ad", "muon-ad-train"}
 CLEAN_STOP = re.compile(r"Traceback|KeyboardInterrupt|RCLError|context is invalid|failed", re.I)
 
 pytestmark = [
@@ -72,10 +72,10 @@ class Workspace:
 class Launch:
     """``ros2 launch`` in its own session (a terminal's foreground process group); output in a file."""
 
-    def __init__(self, ws: Workspace, arguments: str, log: Path):
+    def __init__(self, ws: Workspace, arguments: str, log: Path, launch_file: str = "stylize.launch.py"):
         self.log_path = log
         self._log = open(log, "w")
-        self.proc = subprocess.Popen(ws.shell(f"ros2 launch muon_ad_ros stylize.launch.py {arguments}"),
+        self.proc = subprocess.Popen(ws.shell(f"ros2 launch muon_ad_ros {launch_file} {arguments}"),
                                      env=ws.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def log(self) -> str:
@@ -146,7 +146,8 @@ def test_colcon_installs_an_ament_package(ws):
         (ws.install / "share" / "ament_index" / "resource_index" / "packages" / "muon_ad_ros").exists()
     assert {p.name for p in (ws.install / "lib" / "muon_ad_ros").iterdir()} >= EXECUTABLES
     share = ws.install / "share" / "muon_ad_ros"
-    for f in ("package.xml", "launch/stylize.launch.py", "config/stylize.yaml", "config/fastdds_images.xml"):
+    for f in ("package.xml", "launch/stylize.launch.py", "config/stylize.yaml", "config/fastdds_images.xml",
+              "launch/texture.launch.py", "config/texture.yaml"):
         assert (share / f).is_file(), f
     listed = ws.run("ros2 pkg executables muon_ad_ros")
     assert listed.returncode == 0, listed.stderr
@@ -242,5 +243,24 @@ def test_a_failed_required_node_ends_the_launch(ws, tmp_path):
         assert code != 0, log
         assert "stylize_node-1 exited with status 2" in log and "backend must be one of" in log, log
         assert not [p for p in launch.node_pids() if alive(p)], log   # the image source was stopped too
+    finally:
+        launch.stop()
+
+
+def test_texture_launch_serves_the_action_with_its_params(ws, tmp_path):
+    pytest.importorskip("muon_ad_interfaces.action", reason="muon_ad_interfaces is not built "
+                        "(interfaces/build.sh needs cmake, make and a C compiler)")
+    launch = Launch(ws, "threads:=2", tmp_path / "launch.log", launch_file="texture.launch.py")
+    try:
+        assert launch.wait_for(r"serving the SynthesizeTexture action on /synthesize_texture", 120), launch.log()
+        got = param(ws, "get", "/texture_node", "threads")
+        assert "Integer value is: 2" in got.stdout, got.stdout + got.stderr      # the launch argument
+        got = param(ws, "get", "/texture_node", "max_seconds")
+        assert "Double value is: 300.0" in got.stdout, got.stdout + got.stderr  # config/texture.yaml
+        services = ws.run("ros2 service list --include-hidden-services")
+        assert "/synthesize_texture/_action/send_goal" in services.stdout, services.stdout + services.stderr
+        os.killpg(launch.proc.pid, signal.SIGINT)
+        assert launch.proc.wait(10) == 0, launch.log()
+        assert not CLEAN_STOP.search(launch.log()), launch.log()
     finally:
         launch.stop()

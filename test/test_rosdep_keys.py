@@ -16,9 +16,15 @@ DEPEND_TAGS = ("depend", "build_depend", "buildtool_depend", "exec_depend", "tes
                "build_export_depend", "buildtool_export_depend", "doc_depend")
 
 
-def package_depends():
-    root = ET.parse(ROOT / "package.xml").getroot()
+def package_depends(path: Path = ROOT / "package.xml"):
+    root = ET.parse(path).getroot()
     return [(el.tag, el.text.strip()) for tag in DEPEND_TAGS for el in root.iter(tag)]
+
+
+def workspace_packages() -> dict:
+    """The ROS packages this repository also holds (interfaces/*/package.xml): `rosdep install
+    --from-paths` resolves them from the workspace, not from the database."""
+    return {ET.parse(p).getroot().findtext("name"): p for p in sorted(ROOT.glob("interfaces/*/package.xml"))}
 
 
 def install_requires():
@@ -29,11 +35,14 @@ def install_requires():
 
 def test_every_depend_is_a_rosdep_key_or_a_ros_package():
     known = set(KEYS["system_keys"]) | set(KEYS["ros_packages"])
-    depends = package_depends()
-    assert depends
-    unknown = [(tag, name) for tag, name in depends if name not in known]
-    assert not unknown, f"not in rosdistro's rosdep database / distribution (rosdistro " \
-                        f"{KEYS['rosdistro_commit'][:12]}): {unknown}"
+    workspace = workspace_packages()
+    assert "muon_ad_interfaces" in workspace
+    for path in [ROOT / "package.xml", *workspace.values()]:
+        depends = package_depends(path)
+        assert depends
+        unknown = [(tag, name) for tag, name in depends if name not in known | set(workspace)]
+        assert not unknown, f"{path.relative_to(ROOT)}: not in rosdistro's rosdep database / distribution " \
+                            f"(rosdistro {KEYS['rosdistro_commit'][:12]}) nor in this repository: {unknown}"
 
 
 def test_the_vendored_list_rejects_what_rosdep_rejected():
