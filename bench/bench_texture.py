@@ -1,7 +1,9 @@
 """Texture synthesis (issue 13): seams, copying, likeness against a shuffled-patch baseline, time.
 
-On exemplars the student never saw in training (gimp_bark, gimp_cracked, gimp_rock, gimp_wood1,
-gimp_marble1, gimp_ice from ../shared/data/textures; scikit-image's brick, grass, gravel), for each:
+On exemplars no network of the synthesis was trained on (gimp_bark, gimp_cracked, gimp_rock, gimp_wood1,
+gimp_marble1, gimp_ice from ../shared/data/textures; scikit-image's brick, grass, gravel; the synthesis
+uses the mobilenet teacher, not the student, whose shipped styles_v2 has gimp_bark and gimp_rock as
+styles), for each:
 
 * synthesis with --tileable at --size, seeds 0..--seeds-1 (likeness, colour and seam over all of them,
   against --baseline-seeds shuffled-patch baselines; seed 1 against seed 0 for the copy test);
@@ -282,7 +284,9 @@ def markdown(results: list[dict], timing: list[dict]) -> str:
                   for r in real]
     lines += ["", f"The table is at {results[0]['size']}x{results[0]['size']} (the first timing rows time "
               f"{results[0]['name']} once per size; the last row is the table's mean). The exemplars are "
-              "80-144 px: the six gimp textures of ../shared/data/textures the student is not trained on, and "
+              "80-144 px: the six gimp textures of ../shared/data/textures other than gimp_leopard (the synthesis "
+              "uses the offline mobilenet teacher, trained on none of them, and no student; the shipped student "
+              "has gimp_bark and gimp_rock among its styles, which the synthesis never sees), and "
               "128 px crops (a 256 px corner downscaled 2x) of scikit-image's brick, grass and gravel. Neither "
               "Gram network is part of the synthesis loss (its random-filter term draws other filters, of "
               "another shape, at every step); ours and the baseline are measured at the same size against the "
