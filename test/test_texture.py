@@ -153,7 +153,7 @@ def test_feathered_patches_cross_fade_without_seams(wrap):
 
 
 def test_match_colours_moves_the_palette_onto_the_exemplar_keeping_the_layout():
-    from muon_ad_training.texture import match_colours
+    from muon_ad_training.texture_colour import match_colours
 
     gen = torch.Generator().manual_seed(0)
     ex = torch.rand(1, 3, 30, 30, generator=gen) * torch.tensor([0.3, 0.5, 0.2]).view(1, 3, 1, 1) + 0.4
@@ -170,7 +170,7 @@ def test_match_colours_moves_the_palette_onto_the_exemplar_keeping_the_layout():
 
 
 def test_grey_exemplar_gives_a_grey_output_with_its_grey_levels(teachers):
-    from muon_ad_training.texture import is_grey
+    from muon_ad_training.texture_colour import is_grey
 
     ex = _exemplar()
     grey = np.repeat(ex.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)  # [h,w,3], R = G = B
