@@ -1,5 +1,6 @@
 """Colour handling of texture synthesis (texture.py): what the teacher's deep taps do not see.
 
+* gaussian_blur: the separable Gaussian of smooth_chroma and of texture_losses.ridges;
 * smooth_chroma: pixel optimisation through a strided CNN leaves single-pixel colour speckle; the
   final chroma is blurred (the luma keeps its detail);
 * match_colours: the output's RGB distribution moved onto the exemplar's (iterative 1-D optimal
@@ -17,6 +18,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def gaussian_blur(x: Tensor, sigma: float, wrap: bool) -> Tensor:
+    """x [B,C,H,W], each channel blurred by a separable Gaussian of `sigma` px (radius ceil(2 sigma));
+    `wrap`: the image is a torus (circular padding), else its border is replicated. Differentiable."""
+    r = max(1, math.ceil(2 * sigma))
+    k = torch.exp(-torch.arange(-r, r + 1, dtype=x.dtype) ** 2 / (2 * sigma ** 2))
+    k = (k / k.sum()).to(x.device)
+    n, mode = x.shape[1], "circular" if wrap else "replicate"
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode=mode), k.view(1, 1, 1, -1).expand(n, 1, 1, -1), groups=n)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode=mode), k.view(1, 1, -1, 1).expand(n, 1, -1, 1), groups=n)
+
+
 def smooth_chroma(img: Tensor, sigma: float, wrap: bool, luma: bool = False) -> Tensor:
     """img [1,3,H,W]: the chroma (YCbCr Cb, Cr; and the luma if `luma`) Gaussian-blurred. Pixel
     optimisation through a strided CNN leaves single-pixel colour speckle the taps cannot see; real
@@ -26,14 +38,8 @@ def smooth_chroma(img: Tensor, sigma: float, wrap: bool, luma: bool = False) -> 
         return img
     m = img.new_tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
     ycc = torch.einsum("ij,bjhw->bihw", m, img)  # [1,3,H,W]
-    r = max(1, math.ceil(2 * sigma))
-    k = torch.exp(-torch.arange(-r, r + 1, dtype=img.dtype) ** 2 / (2 * sigma ** 2))
-    k = (k / k.sum()).to(img.device)
     first = 0 if luma else 1
-    c, n = ycc[:, first:], 3 - first
-    mode = "circular" if wrap else "replicate"
-    c = F.conv2d(F.pad(c, (r, r, 0, 0), mode=mode), k.view(1, 1, 1, -1).expand(n, 1, 1, -1), groups=n)
-    c = F.conv2d(F.pad(c, (0, 0, r, r), mode=mode), k.view(1, 1, -1, 1).expand(n, 1, -1, 1), groups=n)
+    c = gaussian_blur(ycc[:, first:], sigma, wrap)
     return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(m), torch.cat([ycc[:, :first], c], 1)).clamp(0, 1)
 
 

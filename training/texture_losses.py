@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .teachers.base import LayerQKV
+from .texture_colour import gaussian_blur
 
 
 def quantiles_at(sorted_ref: Tensor, n: int) -> Tensor:
@@ -118,13 +119,7 @@ def ridges(img: Tensor, sigma: float, wrap: bool) -> Tensor:
     """img [1,3,H,W] -> [1,1,H,W]: the luma minus its Gaussian blur (sigma px): thin bright lines
     positive, dark ones negative, the slow shading of the surface removed."""
     y = img.mean(dim=1, keepdim=True)
-    r = max(1, math.ceil(2 * sigma))
-    k = torch.exp(-torch.arange(-r, r + 1, dtype=img.dtype, device=img.device) ** 2 / (2 * sigma ** 2))
-    k = k / k.sum()
-    mode = "circular" if wrap else "replicate"
-    b = F.conv2d(F.pad(y, (r, r, 0, 0), mode=mode), k.view(1, 1, 1, -1))
-    b = F.conv2d(F.pad(b, (0, 0, r, r), mode=mode), k.view(1, 1, -1, 1))
-    return y - b
+    return y - gaussian_blur(y, sigma, wrap)
 
 
 def line_responses(img: Tensor, length: int, angles: int, sigma: float, wrap: bool) -> Tensor:
