@@ -129,9 +129,9 @@ def line_responses(img: Tensor, length: int, angles: int, sigma: float, wrap: bo
     crinkled or short one scores low at every orientation.
 
     The segment is built by doubling: 3 px, then the sum of two copies shifted by half its length
-    either way, so log2(length/3) rolls instead of `length`. `wrap`: the image is a torus (N = H*W);
-    else only positions whose segment lies inside at every orientation are kept (N = (H-2e)(W-2e), e the
-    largest half-extent)."""
+    either way, so 2 + 2 log2(length/3) rolls (10 for 48 px) instead of `length`. `wrap`: the image
+    is a torus (N = H*W); else only positions whose segment lies inside at every orientation are kept
+    (N = (H-2e)(W-2e), e the largest half-extent)."""
     r = ridges(img, sigma, wrap)  # [1,1,H,W]
     doublings = max(0, round(math.log2(max(3, length) / 3)))
     out, extents = [], []
