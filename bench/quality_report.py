@@ -79,19 +79,22 @@ class RandomGramNet(torch.nn.Module):
         self.convs = torch.nn.ModuleList(layers)
 
     @torch.no_grad()
-    def grams(self, rgb: np.ndarray, long_side: int | None = 256, padding: int = 1) -> list[torch.Tensor]:
-        """Gram matrices of each stage; the image is first fitted to `long_side` (None: as is).
-        `padding` 0: no zero border, every feature sees image pixels only (a small image's border
+    def features(self, rgb: np.ndarray, long_side: int | None = 256, padding: int = 1) -> list[torch.Tensor]:
+        """Each stage's rectified responses [C, N]; the image is first fitted to `long_side` (None: as
+        is). `padding` 0: no zero border, every feature sees image pixels only (a small image's border
         otherwise weighs on its statistics: a third of an 80 px image's third-stage features)."""
         rgb = fit(rgb, long_side) if long_side else rgb
         x = (image_batch(rgb) - 0.45) / 0.25
         out = []
         for conv in self.convs:
             x = torch.relu(torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=padding))
-            f = x.flatten(2)[0]  # [C, N]
-            out.append(f @ f.T / f.shape[1])
+            out.append(x.flatten(2)[0])  # [C, N]
             x = torch.nn.functional.avg_pool2d(x, 2)
         return out
+
+    def grams(self, rgb: np.ndarray, long_side: int | None = 256, padding: int = 1) -> list[torch.Tensor]:
+        """Gram matrices [C, C] of each stage (features)."""
+        return [f @ f.T / f.shape[1] for f in self.features(rgb, long_side, padding)]
 
 
 def gram_distance(net: RandomGramNet, a: np.ndarray, b: np.ndarray) -> float:

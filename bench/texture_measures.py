@@ -77,6 +77,26 @@ def random_gram_distance(net: RandomGramNet, img: np.ndarray, ref: np.ndarray, p
                               net.grams(ref, long_side=None, padding=padding))
 
 
+def random_gram_stages(net: RandomGramNet, img: np.ndarray, ref: np.ndarray, sparse_below: float = 0.98) -> list[dict]:
+    """What the border-free random-CNN distance is made of, per stage (img mean-aligned to ref):
+    `distance`, the relative Gram distance; `norm_ratio`, ||G|| / ||G_ref|| (when the distance is
+    about |norm_ratio - 1|, img differs by an excess or lack of response, not by another structure);
+    `sparse_excess`, the relative excess of the summed mean response, over ref's, of the filters that
+    fire on fewer than `sparse_below` of ref's positions (rare strong local responses: thin marks,
+    edges; summed, as a filter that almost never fires in ref would make a ratio per filter explode)."""
+    out = []
+    for f, r in zip(net.features(mean_aligned(img, ref), long_side=None, padding=0),
+                    net.features(ref, long_side=None, padding=0)):  # [C,N], [C,M]
+        g, g_ref = f @ f.T / f.shape[1], r @ r.T / r.shape[1]
+        sparse = (r > 0).float().mean(dim=1) < sparse_below  # [C]
+        mean, mean_ref = f.mean(dim=1)[sparse], r.mean(dim=1)[sparse]
+        out.append(dict(distance=float((g - g_ref).norm() / (g_ref.norm() + 1e-8)),
+                        norm_ratio=float(g.norm() / (g_ref.norm() + 1e-8)),
+                        sparse_filters=int(sparse.sum()),
+                        sparse_excess=float(mean.sum() / mean_ref.sum().clamp(min=1e-12) - 1) if sparse.any() else 0.0))
+    return out
+
+
 class Likeness:
     """Every likeness measure by name: `measure(name, img, exemplar)`, lower is more alike."""
 

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from texture_measures import (  # noqa: E402
     EncoderGramNet, Likeness, RandomGramNet, interior_seam_exceedance, line_steps, max_ncc, mean_aligned, mean_sem,
-    random_gram_distance, seam_ratio,
+    random_gram_distance, random_gram_stages, seam_ratio,
 )
 
 
@@ -45,6 +45,24 @@ def test_border_free_random_gram_is_not_moved_by_the_image_size():
     zero_border = random_gram_distance(net, large, small, padding=1)
     assert border_free < 0.5 * zero_border
     assert random_gram_distance(net, shuffled_pixels(large), small) > 5 * border_free
+
+
+def test_random_gram_stages_tell_an_energy_excess_from_another_structure():
+    net = RandomGramNet()
+    ex = stripes(64)
+    for stage in random_gram_stages(net, ex, ex):
+        assert stage["distance"] == 0.0 and stage["norm_ratio"] == 1.0 and stage["sparse_excess"] == 0.0
+    mean = ex.mean(axis=(0, 1))
+    stronger = np.clip(mean + 1.3 * (stripes(96, phase=5.0) - mean), 0, 255)  # the texture with more contrast
+    for stage in random_gram_stages(net, stronger, ex):  # all of the distance is the norm's excess
+        assert stage["norm_ratio"] > 1.2
+        assert stage["distance"] == pytest.approx(stage["norm_ratio"] - 1, rel=0.1)
+        assert stage["sparse_excess"] > 0.1  # rarely firing filters fire more
+    stages = random_gram_stages(net, stripes(96, period=24), ex)  # another structure: coarser stripes
+    assert sum(s["sparse_filters"] for s in stages) > 0
+    assert all(s["distance"] > 1.5 * abs(s["norm_ratio"] - 1) for s in stages)
+    assert random_gram_distance(net, mean_aligned(stronger, ex), ex) == pytest.approx(  # the measure: their mean
+        np.mean([s["distance"] for s in random_gram_stages(net, stronger, ex)]), rel=1e-5)
 
 
 def test_seam_ratio_and_copy_measure():
