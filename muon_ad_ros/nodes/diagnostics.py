@@ -1,4 +1,5 @@
-"""The stylize node's diagnostic_msgs/DiagnosticStatus, built from its meters.
+"""diagnostic_msgs statuses of the nodes: the stylize and stereo nodes' built from their meters, and
+make_status / publish_status, which every node's /diagnostics goes through.
 
 Key names are stable (monitoring and the tests read them): rates in Hz, counters since start,
 latencies in ms as ``<stage>_p50_ms`` / ``<stage>_p95_ms`` over the last 300 frames.
@@ -9,7 +10,7 @@ import math
 import os
 from pathlib import Path
 
-from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 STALE_AFTER_S = 5.0
 STAGES = ("queue", "decode", "preprocess", "inference", "postprocess", "temporal", "publish",
@@ -51,7 +52,7 @@ def stylize_status(node, malformed_since_last: int) -> DiagnosticStatus:
         "startup_to_first_frame_s": _fmt(getattr(node, "startup_s", float("nan"))),
     }
     values.update(stage_values(stages, STAGES))
-    return make_status(node, "stylization", level, message, values)
+    return make_status(node, "stylization", level, message, values, str(node.stylizer.card.get("id", "")))
 
 
 def stage_values(stages: dict, names) -> dict:
@@ -64,15 +65,23 @@ def stage_values(stages: dict, names) -> dict:
     return values
 
 
-def make_status(node, what: str, level, message: str, values: dict) -> DiagnosticStatus:
-    """A node's DiagnosticStatus named "<node>: <what>", its model id as the hardware id."""
+def make_status(node, what: str, level, message: str, values: dict, hardware_id: str = "") -> DiagnosticStatus:
+    """A node's DiagnosticStatus named "<node>: <what>" (a stylizing node gives its model id as the
+    hardware id); values are written with str()."""
     status = DiagnosticStatus()
     status.level = level
     status.name = f"{node.get_fully_qualified_name()}: {what}"
     status.message = message
-    status.hardware_id = str(node.stylizer.card.get("id", ""))
-    status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+    status.hardware_id = hardware_id
+    status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
     return status
+
+
+def publish_status(node, publisher, status: DiagnosticStatus) -> None:
+    """Publish one status as a DiagnosticArray stamped with the node's clock now."""
+    msg = DiagnosticArray(status=[status])
+    msg.header.stamp = node.get_clock().now().to_msg()
+    publisher.publish(msg)
 
 
 def process_age_s() -> float:
@@ -124,4 +133,4 @@ def stereo_status(node, malformed_since_last: int) -> DiagnosticStatus:
         "last_problem": node._last_problem,
     }
     values.update(stage_values(node.times.summary(), STEREO_STAGES))
-    return make_status(node, "stereo stylization", level, message, values)
+    return make_status(node, "stereo stylization", level, message, values, str(node.stylizer.card.get("id", "")))

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterEvent
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -27,6 +27,7 @@ from muon_ad_ros.core.contact_sheet import SheetCollector, VideoRecorder, make_c
 from muon_ad_ros.core.errors import ImageFormatError, MuonAdError
 from muon_ad_ros.core.rolling_stats import PercentileWindow, RateMeter
 from muon_ad_ros.nodes import conversions as conv
+from muon_ad_ros.nodes.diagnostics import make_status, publish_status
 from muon_ad_ros.nodes.params import (QOS_RELIABILITY, TRANSPORTS, ParamSpec, check_topic, declare_all,
                                       print_help_if_asked, qos_profile)
 from muon_ad_ros.nodes.shutdown import shutdown, stop_on_signals, spin_until_done
@@ -107,16 +108,11 @@ class RecorderNode(Node):
             self._label_request = self.label_client.get_parameters([self.params["label_parameter"]])
             self._label_request.add_done_callback(self._on_label_reply)
         lat = self.latency.summary()
-        status = DiagnosticStatus(level=DiagnosticStatus.OK,
-                                  name=f"{self.get_fully_qualified_name()}: recording",
-                                  message=f"{self.frames} frames recorded")
         values = {"frames": self.frames, "rate_hz": f"{self.rate.rate():.2f}", "malformed": self.malformed,
                   "label": self.label, "stamp_to_receive_p50_ms": f"{lat['p50']:.2f}",
                   "stamp_to_receive_p95_ms": f"{lat['p95']:.2f}"}
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-        msg = DiagnosticArray(status=[status])
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self.pub_diag.publish(msg)
+        publish_status(self, self.pub_diag, make_status(self, "recording", DiagnosticStatus.OK,
+                                                        f"{self.frames} frames recorded", values))
 
     def _on_label_reply(self, future) -> None:
         self._label_request = None

@@ -36,7 +36,7 @@ from muon_ad_ros.core.stereo import STEREO_MODES, StereoConfig, StereoStylizer
 from muon_ad_ros.core.style_spec import describe_style
 from muon_ad_ros.core.stylizer import MAX_SIDE_LIMIT, Stylizer
 from muon_ad_ros.nodes import conversions as conv
-from muon_ad_ros.nodes.diagnostics import stereo_status
+from muon_ad_ros.nodes.diagnostics import publish_status, stereo_status
 from muon_ad_ros.nodes.latest_slot import LatestSlot
 from muon_ad_ros.nodes.params import (QOS_RELIABILITY, ParamSpec, check_topic, declare_all, make_on_set_callback,
                                       qos_profile)
@@ -257,10 +257,7 @@ class StereoStylizeNode(Node):
     def _publish_diagnostics(self) -> None:
         malformed_new = self.counts["malformed"] - self._malformed_seen
         self._malformed_seen = self.counts["malformed"]
-        msg = DiagnosticArray()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.status = [stereo_status(self, malformed_new)]
-        self.pub_diag.publish(msg)
+        publish_status(self, self.pub_diag, stereo_status(self, malformed_new))
 
     def destroy_node(self):
         self._slot.close()

@@ -36,7 +36,7 @@ from muon_ad_ros.core.rolling_stats import RateMeter, StageTimes
 from muon_ad_ros.core.style_spec import describe_style
 from muon_ad_ros.core.stylizer import MAX_SIDE_LIMIT, Stylizer
 from muon_ad_ros.nodes import conversions as conv
-from muon_ad_ros.nodes.diagnostics import process_age_s, stylize_status
+from muon_ad_ros.nodes.diagnostics import process_age_s, publish_status, stylize_status
 from muon_ad_ros.nodes.latest_slot import LatestSlot
 from muon_ad_ros.nodes.shutdown import spin_main
 from muon_ad_ros.nodes.worker import serve_latest
@@ -323,11 +323,7 @@ class StylizeNode(Node):
             return
         malformed_new = self.counts["malformed"] - self._malformed_seen
         self._malformed_seen = self.counts["malformed"]
-        status = stylize_status(self, malformed_new)
-        msg = DiagnosticArray()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.status = [status]
-        self.pub_diag.publish(msg)
+        publish_status(self, self.pub_diag, stylize_status(self, malformed_new))
 
     def destroy_node(self):
         if self.stylizer is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
@@ -25,6 +25,7 @@ from rclpy.node import Node
 
 from muon_ad_ros.core.errors import ConfigError, MuonAdError
 from muon_ad_ros.nodes import conversions as conv
+from muon_ad_ros.nodes.diagnostics import make_status, publish_status
 from muon_ad_ros.nodes.params import ParamSpec, check_topic, declare_all, one_line
 from muon_ad_ros.nodes.shutdown import spin_main
 
@@ -156,14 +157,9 @@ class TextureNode(Node):
     def _publish_diagnostics(self) -> None:
         done, total = self._progress
         message = f"synthesizing: step {done} of {total}" if self._busy else "idle"
-        status = DiagnosticStatus(level=DiagnosticStatus.OK, name=f"{self.get_fully_qualified_name()}: texture",
-                                  message=message)
         values = {f"goals_{k}": v for k, v in self.counts.items()}
         values["last_seconds"] = f"{self.last_seconds:.1f}"
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-        msg = DiagnosticArray(status=[status])
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self.pub_diag.publish(msg)
+        publish_status(self, self.pub_diag, make_status(self, "texture", DiagnosticStatus.OK, message, values))
 
 
 def _spin(node) -> None:
