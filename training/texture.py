@@ -6,7 +6,8 @@ output is pulled towards a soft nearest neighbour among the exemplar's features,
 the exemplar's local statistics but no copy of its layout. These additions make it a texture tool:
 
 * coarse to fine: the first level runs at 1/2 resolution (output *and* exemplar halved, so feature
-  scales match) from noise, the next levels refine the upsampled result at full resolution;
+  scales match) from smooth spot noise (spot_noise: random, with the exemplar's autocovariance, so its
+  large-scale layout), the next levels refine the upsampled result at full resolution;
 * tileable: the teacher pads circularly (MobileNetTeacher(pad_mode="circular")), so the image is a
   torus to it, and every step sees the image rolled by a random offset, so neither the wrap-around
   boundary nor the stride grid has a privileged position; the result tiles without a seam;
@@ -53,6 +54,8 @@ from .texture_losses import (
 )
 
 MIN_SIDE = 16  # smallest exemplar / output side: below it the /16 tap has no token
+WARM_STARTS = ("noise", "spot", "shuffle")
+WARM_START_COARSENESS = 4  # the noise and spot warm starts are drawn at 1/4 of the level's size and upsampled
 GRID = 16  # internal sizes are multiples of the deepest tap's stride, so circular padding is exact
 
 
@@ -61,7 +64,8 @@ class TextureConfig:
     """Hyperparameters of one synthesis (tuned on gimp_leopard / mamurk_* at 256-512 px; stats_weight,
     colour_patch on gimp_leopard, gimp_bark, gimp_rock, brick, grass at 256 px; gram_weight on gimp_bark,
     brick, gimp_cracked at 256 px; the fine level's steps on those and gimp_leopard; line_weight on gimp_ice,
-    checked on gimp_bark, gimp_cracked, brick, gimp_wood1: docs/textures.md)."""
+    checked on gimp_bark, gimp_cracked, brick, gimp_wood1; warm_start "spot" on gimp_wood1, gimp_ice,
+    gimp_marble1, gimp_bark: docs/textures.md)."""
 
     layers: tuple = ("expanded_conv_6/expand", "expanded_conv_13/expand")
     steps: tuple = (100, 100)  # Adam steps per level, coarse (1/2 scale) to fine (full scale)
@@ -94,17 +98,19 @@ class TextureConfig:
     grey_tolerance: float = 2.0 / 255  # an exemplar whose channels agree this closely is grey: grey output
     level_sigma: float = 0.8  # Gaussian blur of a coarse level before it is upsampled (its px)
     min_exemplar_side: int = 0  # a smaller exemplar is upscaled for the teacher (tokens to match)
-    warm_start: str = "noise"  # "noise" | "shuffle" (exemplar patches in random order)
+    # "noise": smooth noise; "spot": the exemplar's layout as smooth spot noise (spot_noise); "shuffle":
+    # exemplar patches in random order (feathered_patches)
+    warm_start: str = "spot"
     shuffle_patch: float = 1 / 3  # the shuffled warm start's crops, as a fraction of the exemplar's shorter side
     shuffle_overlap: float = 1 / 4  # their cross-faded overlap, as a fraction of a crop (feathered_patches)
-    noise_std: float = 0.15
+    noise_std: float = 0.15  # of the "noise" warm start
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         if not self.steps or any(s < 0 for s in self.steps) or self.lr <= 0:
             raise ConfigError(f"texture: need steps >= 0 per level and lr > 0, got {self.steps}, {self.lr}")
-        if self.warm_start not in ("noise", "shuffle"):
-            raise ConfigError(f"texture: warm_start must be 'noise' or 'shuffle', got {self.warm_start!r}")
+        if self.warm_start not in WARM_STARTS:
+            raise ConfigError(f"texture: warm_start must be one of {WARM_STARTS}, got {self.warm_start!r}")
 
 
 # ----------------------------------------------------------------------------- image helpers
@@ -155,6 +161,22 @@ def shuffled_patches(exemplar: Tensor, size: tuple[int, int], patch: int, gen: t
     `size`: the bench's baseline (right local statistics, seams between crops); feathered_patches
     without overlap."""
     return feathered_patches(exemplar, size, patch, 0, gen, wrap=False)
+
+
+def spot_noise(exemplar: Tensor, size: tuple[int, int], gen: torch.Generator) -> Tensor:
+    """Asymptotic discrete spot noise (Galerne, Gousseau & Morel 2011) of `size` [1,3,H,W]: one white
+    noise field circularly convolved with the exemplar [1,3,h,w] minus its mean, over sqrt(h w), plus
+    the mean. A stationary random image with the exemplar's mean, and its autocovariance within and
+    across channels: its layout (wood's horizontal bands, bark's vertical ridges, how large the
+    blotches are) but none of its pixels. Periodic. An exemplar larger than `size` is cropped."""
+    H, W = size
+    h, w = min(exemplar.shape[-2], H), min(exemplar.shape[-1], W)
+    crop = exemplar[..., :h, :w]
+    mean = crop.mean(dim=(2, 3), keepdim=True)  # [1,3,1,1]
+    kernel = crop.new_zeros(1, 3, H, W)
+    kernel[..., :h, :w] = (crop - mean) / math.sqrt(h * w)
+    noise = torch.randn(1, 1, H, W, generator=gen).to(crop)
+    return mean + torch.fft.irfft2(torch.fft.rfft2(kernel) * torch.fft.rfft2(noise), s=(H, W))
 
 
 def feathered_patches(exemplar: Tensor, size: tuple[int, int], patch: int, overlap: int, gen: torch.Generator,
@@ -301,15 +323,21 @@ def synthesize(exemplar, size: tuple[int, int] = (512, 512), tileable: bool = Fa
 
 
 def _init(ex: Tensor, size: tuple[int, int], cfg: TextureConfig, gen: torch.Generator, tileable: bool) -> Tensor:
-    """Start image [1,3,H,W]: the exemplar's mean colour plus noise, or shuffled exemplar patches."""
+    """Start image [1,3,H,W]: smooth noise around the exemplar's mean colour, smooth spot noise, or
+    shuffled exemplar patches (cfg.warm_start)."""
     if cfg.warm_start == "shuffle":
         patch = max(8, round(min(ex.shape[-2:]) * cfg.shuffle_patch))
         return feathered_patches(ex, size, patch, round(patch * cfg.shuffle_overlap), gen, wrap=tileable)
-    # smooth noise (drawn at 1/4 and upsampled): seeds differ in layout, and no pixel speckle is
-    # planted that the taps (blind to single-pixel colour noise) would never remove
+    # drawn at 1/4 and upsampled: seeds differ in layout, and no pixel speckle is planted that the
+    # taps (blind to single-pixel colour noise) would never remove
+    small = (max(1, size[0] // WARM_START_COARSENESS), max(1, size[1] // WARM_START_COARSENESS))
+    if cfg.warm_start == "spot":  # the exemplar at the same 1/4, so the layout keeps its scale
+        ex_small = resize(ex, (max(2, ex.shape[-2] // WARM_START_COARSENESS),
+                               max(2, ex.shape[-1] // WARM_START_COARSENESS)), wrap=False)
+        return resize(spot_noise(ex_small, small, gen), size, wrap=tileable).clamp(0, 1)
     mean = ex.mean(dim=(2, 3), keepdim=True)
-    small = torch.randn(1, 3, max(1, size[0] // 4), max(1, size[1] // 4), generator=gen) * cfg.noise_std
-    return (mean + resize(small, size, wrap=tileable)).clamp(0, 1)
+    noise = torch.randn(1, 3, *small, generator=gen) * cfg.noise_std
+    return (mean + resize(noise, size, wrap=tileable)).clamp(0, 1)
 
 
 def _optimise(teacher, img: Tensor, targets: tuple, steps: int, tileable: bool, grey: bool, cfg: TextureConfig,
