@@ -13,20 +13,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_texture import exemplar, shuffled_baseline  # noqa: E402
-from quality_report import RandomGramNet  # noqa: E402
+from quality_report import RandomGramNet, read_rgb  # noqa: E402
 from texture_measures import random_gram_stages  # noqa: E402
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise SystemExit(f"cannot read {path} (written by bench_texture.py --outputs)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def summary(net: RandomGramNet, imgs: list[np.ndarray], ex: np.ndarray) -> np.ndarray:
