@@ -52,7 +52,7 @@ def stylize_status(node, malformed_since_last: int) -> DiagnosticStatus:
         "startup_to_first_frame_s": _fmt(getattr(node, "startup_s", float("nan"))),
     }
     values.update(stage_values(stages, STAGES))
-    return make_status(node, "stylization", level, message, values, str(node.stylizer.card.get("id", "")))
+    return make_status(node, "stylization", level, message, values, model_id(node))
 
 
 def stage_values(stages: dict, names) -> dict:
@@ -63,6 +63,11 @@ def stage_values(stages: dict, names) -> dict:
         values[f"{stage}_p50_ms"] = _fmt(summary["p50"]) if summary else "nan"
         values[f"{stage}_p95_ms"] = _fmt(summary["p95"]) if summary else "nan"
     return values
+
+
+def model_id(node) -> str:
+    """A stylizing node's model id (its card's "id"): the hardware id of its statuses."""
+    return str(node.stylizer.card.get("id", ""))
 
 
 def make_status(node, what: str, level, message: str, values: dict, hardware_id: str = "") -> DiagnosticStatus:
@@ -133,4 +138,4 @@ def stereo_status(node, malformed_since_last: int) -> DiagnosticStatus:
         "last_problem": node._last_problem,
     }
     values.update(stage_values(node.times.summary(), STEREO_STAGES))
-    return make_status(node, "stereo stylization", level, message, values, str(node.stylizer.card.get("id", "")))
+    return make_status(node, "stereo stylization", level, message, values, model_id(node))
