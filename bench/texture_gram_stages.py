@@ -1,7 +1,7 @@
 """What the random CNN's likeness distance is made of (issue 13): per stage, for the syntheses a
 bench_texture.py run wrote with --outputs and for as many shuffled-patch baselines, the Gram distance,
 the Gram norm's excess over the exemplar's and the rarely firing filters' excess of summed mean
-response (texture_measures.random_gram_stages). docs/textures.md, "2026-12-06 (later)", reads it for
+response (texture_measures.random_gram_stages). docs/textures_log.md, "2026-12-06 (later)", reads it for
 gimp_ice, gimp_marble1 and gimp_wood1, where the baseline stays ahead in this measure.
 
     OMP_NUM_THREADS=1 python bench/bench_texture.py --size 256 --names gimp_ice --seeds 12 --outputs OUT

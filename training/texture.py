@@ -65,7 +65,7 @@ class TextureConfig:
     colour_patch on gimp_leopard, gimp_bark, gimp_rock, brick, grass at 256 px; gram_weight on gimp_bark,
     brick, gimp_cracked at 256 px; the fine level's steps on those and gimp_leopard; line_weight on gimp_ice,
     checked on gimp_bark, gimp_cracked, brick, gimp_wood1; warm_start "spot" on gimp_wood1, gimp_ice,
-    gimp_marble1, gimp_bark: docs/textures.md)."""
+    gimp_marble1, gimp_bark: docs/textures_log.md)."""
 
     layers: tuple = ("expanded_conv_6/expand", "expanded_conv_13/expand")
     steps: tuple = (100, 100)  # Adam steps per level, coarse (1/2 scale) to fine (full scale)
