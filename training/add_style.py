@@ -33,11 +33,12 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from muon_ad_ros.core.checkpoint import load_student, sha256_file
+from muon_ad_ros.core.checkpoint import load_student
 from muon_ad_ros.core.errors import ConfigError, ModelError
 from muon_ad_ros.core.model_store import ModelFiles, models_dir, resolve_model
 from muon_ad_ros.core.student import StudentNet
 
+from .add_style_bundle import claim_output, export_new_style, publish
 from .style_tables import freeze_all_but_new_rows, grow, restore_and_check, row_init
 from .train_config import DataConfig, LossConfig, LossWeights, PhaseConfig, build, read_yaml
 
@@ -164,48 +165,6 @@ def content_config(recipe: Recipe, content: Sequence[str]) -> DataConfig:
 
     return dataclasses.replace(recipe.data, folders=[str(Path(f).expanduser()) for f in folders], videos=[],
                                skimage=list(SAMPLE_IMAGES) if sample else [], styles=[])
-
-
-# ----------------------------------------------------------------------------- output folder
-
-
-def claim_output(out: Path) -> Path:
-    """Create the hidden temporary folder next to ``out`` now (before minutes of training), so an
-    unwritable or occupied destination fails at once with one line."""
-    out = Path(out).expanduser()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"--out {out} exists and is not an empty folder (choose a new one)")
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    _remove_stale(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir()
-        probe = tmp / ".probe"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ConfigError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
-    return tmp
-
-
-def _remove_stale(out: Path) -> None:
-    """Remove ``.<out>.partial-PID`` folders of add-style runs that were killed (PID gone)."""
-    if not out.parent.is_dir():
-        return
-    for old in out.parent.glob(f".{out.name}.partial-*"):
-        pid = old.name.rsplit("-", 1)[-1]
-        if pid.isdecimal() and pid.isascii() and not Path(f"/proc/{pid}").exists():
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def publish(tmp: Path, out: Path) -> None:
-    """Rename the finished temporary folder to ``out``: one rename (an empty ``out`` is replaced;
-    one that was filled meanwhile is an error, never overwritten)."""
-    try:
-        os.replace(tmp, Path(out).expanduser())
-    except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot move the finished bundle there ({exc.strerror or exc})") from None
 
 
 # ----------------------------------------------------------------------------- training
@@ -398,47 +357,10 @@ def add_style(image: str | os.PathLike, name: str, out: str | os.PathLike, model
             if bar is not None:
                 bar.close()
         restore_and_check(grown, base)
-        card = _export(grown, tmp, model_id, files, name, image, rgb, cfg, recipe, init, summary, objective,
-                       provenance, resolution, data)
+        card = export_new_style(grown, tmp, model_id, files, name, image, rgb, cfg, recipe, init, summary,
+                                objective, provenance, resolution, data)
         publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out / card.name
-
-
-def _export(model, tmp, model_id, files, name, image, rgb, cfg, recipe, init, summary, objective, provenance,
-            resolution, data) -> Path:
-    from .export import export_bundle
-    from .style_onnx import add_int8_from_base
-
-    image = Path(image).expanduser()
-    base_card = files.card
-    added = list(base_card.get("added_styles", [])) + [{
-        "name": name, "index": model.config.num_styles - 1,
-        "reference": {"file": image.name, "sha256": sha256_file(image), "size": [rgb.shape[1], rgb.shape[0]],
-                      "provenance": provenance or "supplied by the user (licence not recorded)", "tile": cfg.tile},
-        "base_model": {"id": files.id, "card_sha256": sha256_file(files.card_path) if files.card_path else None,
-                       "weights_sha256": sha256_file(files.file_for("weights"))},
-        "training": {"init_from": init, **summary, "lr": cfg.lr, "resolution": resolution,
-                     "coarse": {"fraction": cfg.coarse_fraction, "scale": cfg.coarse_scale},
-                     "imitate_fraction": cfg.imitate_fraction if recipe.imitate_weights is not None else 0.0,
-                     "batch_size": data.batch_size, "minutes": cfg.minutes, "seed": cfg.seed,
-                     "loss_weights": dataclasses.asdict(recipe.weights), "lambda_content": recipe.lambda_content,
-                     "recipe": recipe.source, "teacher": "mobilenet",
-                     "content": [n.split("/")[-1] for n in objective.content_names]},
-    }]
-    extra = {"base_model": files.id, "added_styles": added,
-             "style_references": list(base_card.get("style_references", [])) + [str(image)],
-             "provenance": {**base_card.get("provenance", {}),
-                            f"style_{name}": provenance or "supplied by the user (licence not recorded)"},
-             "description": f"{files.id} with style {name!r} added by muon-ad add-style "
-                            "(existing styles bit-identical to the base)"}
-    wanted = [p for p in cfg.precisions if p == "fp32" or p in base_card.get("precisions", cfg.precisions)]
-    # parity at 320 px, not 512: the old styles are the base's bytes; this checks the new one, fast
-    card = export_bundle(model, tmp, model_id, card_extra=extra, precisions=[p for p in wanted if p != "int8"],
-                         latency_runs=0, strict=False, tolerances=base_card.get("tolerances"),
-                         parity_max_side=320)
-    if "int8" in wanted and "onnx_int8" in files.files:
-        add_int8_from_base(card, model, files, model_id)
-    return card
