@@ -25,6 +25,11 @@ styles), for each:
   a grid: right local statistics, seams between crops) and, for scale, for the exemplar's own
   central 75 % and (scikit-image textures) the rest of the photo; lower is better; the Gram
   measures see the image shifted to the exemplar's mean colour (texture_measures.mean_aligned);
+  the gimp exemplars are periodic tiles, so for them also the texture itself (crops of the
+  exemplar's periodic tiling at the output size: what a perfect synthesis scores; where it does
+  not score below the baseline, the measure cannot tell the baseline from the texture) and a
+  shuffled-patch baseline whose crops are drawn uniformly over the period (the baseline's crops lie
+  wholly inside the exemplar, so they over-represent its middle);
 * time: wall and process CPU time of each synthesis (the machine is shared: CPU seconds / cores is
   the better estimate of an idle machine's wall time; absolute times here swing 2x).
 
@@ -52,13 +57,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, SHARED_DATA, machine, update_markdown_section, write_json  # noqa: E402
 from quality_report import colour_hellinger  # noqa: E402
 from texture_measures import (  # noqa: E402
-    Likeness, interior_seam_exceedance, max_ncc, mean_sem, quarters, seam_ratio,
+    Likeness, interior_seam_exceedance, max_ncc, mean_sem, periodic_crops, quarters, seam_ratio,
 )
 
 SEAM_LIMIT = 1.2  # issue 13: seam ratio <= 1.2 with --tileable
 
 GIMP = ["gimp_bark", "gimp_cracked", "gimp_rock", "gimp_wood1", "gimp_marble1", "gimp_ice"]
 SKIMAGE = ["brick", "grass", "gravel"]
+ITSELF_CROPS = 12  # crops of a periodic exemplar's tiling measured as "the texture itself"
 SKIMAGE_SIDE = 128  # scikit-image's 512 px photos are cropped to a small exemplar like the others
 
 
@@ -90,11 +96,17 @@ def held_out_quarters(name: str) -> list[np.ndarray] | None:
 
 
 # -- measures ------------------------------------------------------------------------------------
-def shuffled_baseline(ex: np.ndarray, size: int, seed: int) -> np.ndarray:
+def shuffled_baseline(ex: np.ndarray, size: int, seed: int, torus: bool = False) -> np.ndarray:
+    """Crops a third of the exemplar's side in random order, edge to edge. Crops wholly inside the
+    exemplar (the baseline): a pixel near its border lies in fewer of them than one in the middle, so
+    the middle is over-represented. `torus` (for a periodic exemplar): crops of its periodic tiling
+    at offsets uniform over one period, every pixel equally often."""
     from muon_ad_training.texture import load_exemplar, shuffled_patches
 
-    t = load_exemplar(ex)
-    out = shuffled_patches(t, (size, size), max(8, min(ex.shape[:2]) // 3), torch.Generator().manual_seed(seed))
+    patch = max(8, min(ex.shape[:2]) // 3)
+    h, w = ex.shape[:2]
+    source = np.tile(ex, (2, 2, 1))[:h + patch - 1, :w + patch - 1] if torus else ex  # offsets 0..h-1, 0..w-1
+    out = shuffled_patches(load_exemplar(source), (size, size), patch, torch.Generator().manual_seed(seed))
     return (out[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
 
 
@@ -179,6 +191,10 @@ def main() -> None:
         runs = [timed(lambda: run(seed)) for seed in range(args.seeds)]
         syns = [syn for syn, _, _ in runs]
         bases = [shuffled_baseline(ex, args.size, seed) for seed in range(args.baseline_seeds)]
+        # the gimp patterns are periodic tiles: the texture itself, and a baseline drawing every pixel equally often
+        references = dict(itself=periodic_crops(ex, args.size, ITSELF_CROPS),
+                          baseline_torus=[shuffled_baseline(ex, args.size, seed, torus=True)
+                                          for seed in range(args.baseline_seeds)]) if name in GIMP else {}
         syn0, syn1, base = syns[0], syns[1], bases[0]
         seams = [seam_ratio(s) for s in syns]
         r = dict(name=name, exemplar=list(ex.shape[:2]), size=args.size, seeds=args.seeds,
@@ -189,7 +205,8 @@ def main() -> None:
                  seam_wrap_rank=[interior_seam_exceedance(s, seam) for s, seam in zip(syns, seams)],
                  ncc_exemplar=max_ncc(syn0, ex), ncc_other_seed=max_ncc(syn1, syn0),
                  ncc_baseline=max_ncc(base, ex),
-                 **likeness.all(ex, syns, bases),
+                 exemplar_seam=seam_ratio(ex) if name in GIMP else None,
+                 **likeness.all(ex, syns, bases, references),
                  **mean_sem("hist", [colour_hellinger(s, ex) for s in syns]),
                  **mean_sem("hist_baseline", [colour_hellinger(b, ex) for b in bases]),
                  **real_sample_likeness(likeness, name, ex, syn0, base),
@@ -227,6 +244,28 @@ def _pair(ours: float, base: float, fmt: str, sems: tuple[float, float] | None =
     return f"**{a}** / {b}" if ours < base else (f"{a} / **{b}**" if base < ours else f"{a} / {b}")
 
 
+def _resolution(results: list[dict]) -> list[str]:
+    """What the texture itself and the uniformly drawn baseline say about the likeness counts (the
+    periodic exemplars only), as one paragraph; none without them."""
+    periodic = [r for r in results if "gram_itself" in r]
+    if not periodic:
+        return []
+    n = len(periodic)
+    names = lambda rs: ", ".join(r["name"] for r in rs) or "none"  # noqa: E731
+    unresolved = {m: [r for r in periodic if r[m + "_itself"] >= r[m + "_baseline"]] for m in ("encoder", "gram")}
+    wins = {m: sum(r[m] < r[m + "_baseline_torus"] for r in periodic) for m in ("encoder", "gram")}
+    behind = [r for r in periodic if r["gram"] >= r["gram_baseline"]]
+    return ["", f"The texture itself (the {n} periodic gimp exemplars, their own seam ratio "
+            + ", ".join(f"{r['exemplar_seam']:.2f}" for r in periodic) + "): it does not score below the baseline "
+            f"in the random CNN on {len(unresolved['gram'])}/{n} ({names(unresolved['gram'])}), in the Magenta "
+            f"encoder on {len(unresolved['encoder'])}/{n} ({names(unresolved['encoder'])}); there the measure "
+            "cannot tell the baseline from the texture. Ours is behind the baseline in the random CNN on "
+            f"{names(behind)}. Against the shuffled-patch baseline with its crops drawn uniformly over the "
+            f"period (every exemplar pixel equally often), ours is below it in the Magenta encoder on "
+            f"{wins['encoder']}/{n} and in the random CNN on {wins['gram']}/{n} ("
+            + "; ".join(f"{r['name']} {r['gram']:.3g} / {r['gram_baseline_torus']:.3g}" for r in periodic) + ")."]
+
+
 def markdown(results: list[dict], timing: list[dict]) -> str:
     lines = ["## Measures", "", "Produced by `OMP_NUM_THREADS=1 python bench/bench_texture.py --size 256 --sizes-timing 512` "
              "(raw numbers: docs/bench/texture.json); lower is better, the better of ours / shuffled in bold. "
@@ -237,16 +276,20 @@ def markdown(results: list[dict], timing: list[dict]) -> str:
              "colour is measured by the histogram distance; the unaligned numbers are in the JSON as *_raw and "
              f"counted below); each as ours / shuffled, the mean over {results[0]['seeds']} syntheses "
              f"(seeds 0-{results[0]['seeds'] - 1}) and {results[0]['baseline_seeds']} baselines ± its standard "
-             "error (the colour distance likewise), then the exemplar's own central 75 % (its own pixels: what the "
-             "measure gives a faithful sample of the texture).", "",
+             "error (the colour distance likewise), then the texture itself: for the gimp patterns, which are "
+             f"periodic tiles, {ITSELF_CROPS} crops of the exemplar's periodic tiling at the output size (what a "
+             "perfect synthesis scores); scikit-image's exemplars are crops of a photo, not periodic (–; a real "
+             "new sample of their material is below). The exemplar's own central 75 %, the reference until "
+             "2026-12-06, is in the JSON (*_exemplar_centre).", "",
              "| texture | seam ratio (ours / shuffled; our worst seed; interior lines above the limit) | NCC to exemplar (ours / seed 1 vs seed 0 / shuffled) "
-             "| Gram, Magenta encoder (ours / shuffled; centre) | Gram, random CNN (ours / shuffled; centre) "
-             "| Gram, random CNN, zero border (ours / shuffled; centre) | colour Hellinger (ours / shuffled) "
+             "| Gram, Magenta encoder (ours / shuffled; itself) | Gram, random CNN (ours / shuffled; itself) "
+             "| Gram, random CNN, zero border (ours / shuffled; itself) | colour Hellinger (ours / shuffled) "
              "| seed diff |",
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
         grams = " | ".join(f"{_pair(r[m], r[m + '_baseline'], '.3g', (r[m + '_sem'], r[m + '_baseline_sem']))}; "
-                           f"{r[m + '_exemplar_centre']:.3g}" for m in ("encoder", "gram", "gram_padded"))
+                           + (f"{r[m + '_itself']:.3g}" if m + "_itself" in r else "–")
+                           for m in ("encoder", "gram", "gram_padded"))
         seam = _pair(r['seam'], r['seam_baseline'], '.2f', (r['seam_sem'], r['seam_baseline_sem']))
         lines.append(f"| {r['name']} | {seam}; {r['seam_worst']:.2f}; {100 * r['seam_interior_above']:.0f} % "
                      f"| {r['ncc_exemplar']:.2f} / {r['ncc_other_seed']:.2f} / {r['ncc_baseline']:.2f} | {grams} "
@@ -269,7 +312,7 @@ def markdown(results: list[dict], timing: list[dict]) -> str:
               f"Magenta-encoder Gram distance on {wins['encoder']}/{n} textures, random-CNN Gram distance on "
               f"{wins['gram']}/{n} (with the zero border: {wins['gram_padded']}/{n}), colour distance on "
               f"{wins['hist']}/{n}. Unaligned (*_raw): encoder {raw['encoder']}/{n}, random CNN {raw['gram']}/{n}, "
-              f"zero border {raw['gram_padded']}/{n}.", "",
+              f"zero border {raw['gram_padded']}/{n}.", *_resolution(results), "",
               "| size | wall s | process CPU s |", "|---|---|---|"]
     lines += [f"| {t['size']} | {t['wall_s']:.0f} | {t['cpu_s']:.0f} |" for t in timing]
     real = [r for r in results if "gram_real_quarters" in r]

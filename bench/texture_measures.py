@@ -112,17 +112,20 @@ class Likeness:
             return self.encoder.distance(img, ref)
         return random_gram_distance(self.random, img, ref, padding=1 if name == "gram_padded" else 0)
 
-    def all(self, ex: np.ndarray, syns: list[np.ndarray], bases: list[np.ndarray]) -> dict:
+    def all(self, ex: np.ndarray, syns: list[np.ndarray], bases: list[np.ndarray],
+            references: dict[str, list[np.ndarray]] | None = None) -> dict:
         """Each measure for ours and the baseline: the mean over their seeds and its standard error
         (`_sem`; one seed's number moves by up to a factor 3 on some textures: the baseline's crops
         land on a scratch or not), and for the exemplar's own central 75 % (its own pixels: what the
-        measure gives a faithful sample of this texture). Each mean-aligned (the reported measure) and,
-        as `<key>_raw`, not (the measure until 2026-12-05)."""
+        measure gives a faithful sample of this texture). `references`: more sets of images measured
+        alike, as `<name>_<set>` (e.g. "itself": periodic_crops of a periodic exemplar). Each
+        mean-aligned (the reported measure) and, as `<key>_raw`, not (the measure until 2026-12-05)."""
+        sets = [("", syns), ("_baseline", bases)] + [("_" + k, v) for k, v in (references or {}).items()]
         out = {}
         for aligned, suffix in ((True, ""), (False, "_raw")):
             for name in self.NAMES:
-                for key, imgs in ((name, syns), (name + "_baseline", bases)):
-                    out.update(mean_sem(key + suffix, [self.measure(name, img, ex, aligned) for img in imgs]))
+                for key, imgs in sets:
+                    out.update(mean_sem(name + key + suffix, [self.measure(name, img, ex, aligned) for img in imgs]))
                 out[name + "_exemplar_centre" + suffix] = self.measure(name, centre_crop(ex), ex, aligned)
         return out
 
@@ -147,6 +150,18 @@ def centre_crop(img: np.ndarray, keep: float = 0.75) -> np.ndarray:
     h, w = img.shape[:2]
     dy, dx = round(h * (1 - keep) / 2), round(w * (1 - keep) / 2)
     return img[dy:h - dy, dx:w - dx]
+
+
+def periodic_crops(ex: np.ndarray, size: int, n: int, seed: int = 0) -> list[np.ndarray]:
+    """`n` size x size crops, at random offsets, of the periodic tiling of `ex` (uint8 [h,w,3]): for
+    an exemplar that is a periodic tile (the gimp patterns), the texture itself, every pixel of it
+    equally often. What a measure gives these is what it gives a perfect synthesis; a measure that
+    scores them no better than a baseline cannot tell the baseline from the texture on this exemplar."""
+    h, w = ex.shape[:2]
+    tiled = np.tile(ex, (size // h + 2, size // w + 2, 1))
+    rng = np.random.default_rng(seed)
+    offsets = [(int(rng.integers(h)), int(rng.integers(w))) for _ in range(n)]
+    return [np.ascontiguousarray(tiled[y:y + size, x:x + size]) for y, x in offsets]
 
 
 def quarters(img: np.ndarray) -> list[np.ndarray]:

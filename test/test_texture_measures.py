@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from texture_measures import (  # noqa: E402
     EncoderGramNet, Likeness, RandomGramNet, interior_seam_exceedance, line_steps, max_ncc, mean_aligned, mean_sem,
-    random_gram_distance, random_gram_stages, seam_ratio,
+    periodic_crops, random_gram_distance, random_gram_stages, seam_ratio,
 )
 
 
@@ -115,3 +115,51 @@ def test_likeness_is_measured_at_the_exemplars_mean_colour():
         assert likeness.measure(name, brighter, ex, aligned=False) > 1.2 * same  # the raw measure sees it
     out = likeness.all(ex, [tex, brighter], [shuffled_pixels(tex, 0), shuffled_pixels(tex, 1)])
     assert out["gram_raw"] > out["gram"] and "encoder_baseline_raw_sem" in out
+
+
+def indexed_exemplar(h: int = 24, w: int = 24) -> np.ndarray:
+    """Every pixel its own colour: red 10 y, green 10 x, blue 0 (uint8 [h,w,3])."""
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([10 * y, 10 * x, np.zeros_like(x)], -1).astype(np.uint8)
+
+
+def pixel_counts(imgs: list[np.ndarray], h: int, w: int) -> np.ndarray:
+    """How often each exemplar pixel of indexed_exemplar appears in imgs [h,w]; every pixel must be one."""
+    counts = np.zeros((h, w), int)
+    for img in imgs:
+        assert (img[..., 2] == 0).all() and (img[..., :2] % 10 == 0).all()
+        np.add.at(counts, (img[..., 0].ravel() // 10, img[..., 1].ravel() // 10), 1)
+    return counts
+
+
+def test_periodic_crops_are_the_exemplars_tiling_at_random_offsets():
+    ex = indexed_exemplar(20, 30)
+    crops = periodic_crops(ex, 64, 6, seed=3)
+    assert len(crops) == 6 and all(c.shape == (64, 64, 3) for c in crops)
+    offsets = set()
+    for c in crops:
+        oy, ox = int(c[0, 0, 0]) // 10, int(c[0, 0, 1]) // 10
+        np.testing.assert_array_equal(c, np.roll(np.tile(ex, (4, 3, 1)), (-oy, -ox), axis=(0, 1))[:64, :64])
+        offsets.add((oy, ox))
+    assert len(offsets) > 1
+    np.testing.assert_array_equal(periodic_crops(ex, 64, 6, seed=3)[2], crops[2])
+    # a perfect sample of a periodic texture scores as the texture, far below its shuffled pixels
+    tex = stripes(64)
+    likeness = Likeness()
+    itself = max(likeness.measure("gram", c, tex) for c in periodic_crops(tex, 96, 3))
+    assert itself < 0.5 * likeness.measure("gram", shuffled_pixels(stripes(96)), tex)
+
+
+def test_torus_baseline_draws_every_exemplar_pixel_equally_often():
+    import bench_texture
+
+    h = w = 24  # crops of 8 px
+    ex = indexed_exemplar(h, w)
+    inside = pixel_counts([bench_texture.shuffled_baseline(ex, 96, s) for s in range(20)], h, w)
+    torus = pixel_counts([bench_texture.shuffled_baseline(ex, 96, s, torus=True) for s in range(20)], h, w)
+    centre = slice(8, 16)
+    # crops wholly inside the exemplar: a corner pixel lies in 1 of the 17 x 17 crop positions, a central one in 64
+    assert inside[0, 0] < 0.1 * inside[centre, centre].mean()
+    # crops of the periodic tiling at offsets uniform over one period: every pixel alike
+    assert 0.7 < torus[0, 0] / torus[centre, centre].mean() < 1.3
+    assert torus.min() > 0.7 * torus.mean() and torus.max() < 1.3 * torus.mean()
